@@ -1,0 +1,166 @@
+"""Visible-test helpers: run a student's code safely and say precisely what is wrong.
+
+Every message names the output, the shape, the largest error and where it is. Nothing here
+knows a solution: the expected values always come from the test that calls these helpers.
+"""
+import contextlib
+import signal
+import sys
+import threading
+import traceback
+import warnings
+
+import numpy as np
+
+
+class CheckFailed(AssertionError):
+    """A check failed; the message is written for the student."""
+
+
+def _student_location(tb):
+    """'line N of your cell: <code>' for the innermost frame that comes from a notebook cell."""
+    where = ""
+    for frame in traceback.extract_tb(tb):
+        if "ipykernel" in frame.filename or frame.filename.startswith("<ipython-input"):
+            where = f" (in {frame.name}, line {frame.lineno}: `{(frame.line or '').strip()}`)"
+    return where
+
+
+@contextlib.contextmanager
+def checking(what, seconds=10):
+    """Run student code under a time limit with warnings silenced; turn any error into CheckFailed.
+
+    nbgrader scores a test cell that writes to stderr as zero, so numpy/torch warnings raised by a
+    correct solution are swallowed here; the checks look for NaN and inf explicitly instead.
+    """
+    timer = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    if timer:
+        def on_alarm(signum, frame):
+            raise TimeoutError
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+    failure = None
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            yield
+    except CheckFailed:
+        raise
+    except NotImplementedError:
+        failure = f"{what}: not implemented yet (it still raises NotImplementedError)."
+    except TimeoutError:
+        failure = f"{what}: did not finish within {seconds} s. Look for a loop that never ends."
+    except RecursionError:
+        failure = f"{what}: recursion too deep. Look for a function that calls itself without end."
+    except Exception as error:  # the student's code raised: report it, never crash the grader
+        failure = f"{what} raised {type(error).__name__}: {error}{_student_location(sys.exc_info()[2])}"
+    finally:
+        if timer:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    if failure:
+        raise CheckFailed(failure)
+
+
+def as_array(value, what):
+    """`value` as a float/int numpy array, or CheckFailed saying what came back instead."""
+    if value is None:
+        raise CheckFailed(f"{what}: got None. Did you forget a `return`?")
+    if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
+        raise CheckFailed(f"{what}: got a torch tensor; return a numpy array.")
+    try:
+        array = np.asarray(value)
+    except Exception as error:
+        raise CheckFailed(f"{what}: expected an array, got {type(value).__name__} ({error}).") from None
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise CheckFailed(f"{what}: expected numbers, got {type(value).__name__} of dtype {array.dtype}.")
+    return array
+
+
+def _fmt(x):
+    return np.array2string(np.asarray(x), precision=6, threshold=12, edgeitems=3)
+
+
+def expect_close(actual, expected, what, rtol=1e-7, atol=1e-10, hint=""):
+    """Fail unless `actual` has `expected`'s shape, is finite where it is, and matches within tolerance."""
+    actual = as_array(actual, what)
+    expected = np.asarray(expected, dtype=float)
+    if actual.shape != expected.shape:
+        raise CheckFailed(f"{what}: shape {actual.shape}, expected {expected.shape}. {hint}".strip())
+    actual = actual.astype(float)
+    bad = ~np.isfinite(actual) & np.isfinite(expected)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise CheckFailed(f"{what}: contains {actual[index]} at index {index} where a finite value "
+                          f"({expected[index]:.6g}) was expected. {hint}".strip())
+    error = np.abs(actual - expected)
+    allowed = atol + rtol * np.abs(expected)
+    if (error > allowed).any():
+        index = np.unravel_index(np.argmax(error - allowed), error.shape)
+        index = tuple(int(i) for i in index)
+        raise CheckFailed(
+            f"{what}: wrong values. Largest error {error[index]:.3g} at index {index} "
+            f"(got {actual[index]:.8g}, expected {expected[index]:.8g}).\n"
+            f"  got      {_fmt(actual)}\n  expected {_fmt(expected)}\n{hint}".rstrip())
+
+
+def expect_equal(actual, expected, what, hint=""):
+    """Exact comparison for labels, counts and masks."""
+    actual = as_array(actual, what)
+    expected = np.asarray(expected)
+    if actual.shape != expected.shape:
+        raise CheckFailed(f"{what}: shape {actual.shape}, expected {expected.shape}. {hint}".strip())
+    wrong = actual != expected
+    if wrong.any():
+        index = tuple(int(i) for i in np.argwhere(wrong)[0])
+        raise CheckFailed(f"{what}: {int(wrong.sum())} of {wrong.size} entries differ; first at index {index} "
+                          f"(got {actual[index]}, expected {expected[index]}).\n"
+                          f"  got      {_fmt(actual)}\n  expected {_fmt(expected)}\n{hint}".rstrip())
+
+
+def expect_tuple(result, names, what):
+    """Fail unless `result` is a tuple/list of len(names) items; return it as a tuple."""
+    if not isinstance(result, (tuple, list)) or len(result) != len(names):
+        got = f"a {type(result).__name__}" + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "")
+        raise CheckFailed(f"{what} must return a tuple ({', '.join(names)}); got {got}.")
+    return tuple(result)
+
+
+def expect_scalar(value, what):
+    """A Python float from a number or a size-1 array, else CheckFailed."""
+    array = as_array(value, what)
+    if array.size != 1:
+        raise CheckFailed(f"{what}: expected a single number, got an array of shape {array.shape}.")
+    number = float(array.reshape(()))
+    if not np.isfinite(number):
+        raise CheckFailed(f"{what}: got {number}; expected a finite number.")
+    return number
+
+
+def uses_torch(function):
+    """Names of torch objects that `function` (or a class's methods) refers to through its globals."""
+    found = set()
+    functions = [function]
+    if isinstance(function, type):
+        functions = [v for v in vars(function).values() if hasattr(v, "__code__")]
+        functions += [getattr(v, "fget", None) for v in vars(function).values() if isinstance(v, property)]
+    for fn in filter(None, functions):
+        code_objects = [fn.__code__]
+        while code_objects:
+            code = code_objects.pop()
+            code_objects += [c for c in code.co_consts if hasattr(c, "co_names")]
+            for name in code.co_names:
+                value = fn.__globals__.get(name)
+                module = getattr(value, "__name__", "") if type(value).__name__ == "module" else \
+                    getattr(value, "__module__", "") or ""
+                if module.split(".")[0] == "torch":
+                    found.add(name)
+    return sorted(found)
+
+
+def expect_numpy_only(function, what):
+    """Fail when `function` uses torch: the exercise asks for numpy alone."""
+    names = uses_torch(function)
+    if names:
+        raise CheckFailed(f"{what} must use numpy only, but it uses torch ({', '.join(names)}).")

@@ -1,0 +1,22 @@
+"""nbgrader configuration for the course (run nbgrader and `course` from this folder)."""
+import os
+
+c = get_config()  # noqa: F821  (provided by nbgrader)
+
+c.CourseDirectory.course_id = "nn-fundamentals"
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+c.CourseDirectory.source_directory = "source"
+c.CourseDirectory.release_directory = "release"
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.db"]
+# SQLite by default; set NBGRADER_DB_URL (e.g. postgresql://...) to grade into a server database.
+c.CourseDirectory.db_url = os.environ.get(
+    "NBGRADER_DB_URL", "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db"))
+
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+c.ClearOutput.remove_metadata_fields = ["collapsed", "scrolled", "execution"]
+
+# Per-cell limit while grading: training cells need more than nbgrader's 30 s default, and a
+# student's infinite loop at the top level of a cell costs this much wall time, once.
+c.Execute.timeout = 90
+c.Execute.interrupt_on_timeout = True
