@@ -1,0 +1,40 @@
+"""The course on disk: its units, and nbgrader's API configured from nbgrader_config.py."""
+import logging
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def units(root=ROOT, only=()):
+    """Unit folder names under source/ ('01_perceptron', ...), optionally those starting with `only`."""
+    names = sorted(p.name for p in (Path(root) / "source").iterdir()
+                   if p.is_dir() and p.name[:2].isdigit() and (p / f"{p.name}.ipynb").exists())
+    if only:
+        names = [n for n in names if any(n.startswith(str(o)) or n[3:] == o for o in only)]
+    return names
+
+
+def nbgrader_api(course_root, db_url=None, quiet=True, **coursedir):
+    """NbGraderAPI for `course_root`, with the project's nbgrader_config.py and overrides.
+
+    `coursedir` entries override CourseDirectory settings (e.g. release_directory=...).
+    """
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config.loader import PyFileConfigLoader
+
+    # nbgrader starts `alembic` (installed beside it) when it creates a gradebook
+    bindir = os.path.dirname(sys.executable)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
+    config.CourseDirectory.root = str(course_root)
+    config.CourseDirectory.db_url = db_url or f"sqlite:///{Path(course_root) / 'gradebook.db'}"
+    for key, value in coursedir.items():
+        setattr(config.CourseDirectory, key, value)
+    if quiet:
+        config.NbGraderAPI.log_level = "ERROR"
+        logging.getLogger("traitlets").setLevel(logging.ERROR)
+    return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)

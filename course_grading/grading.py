@@ -1,0 +1,268 @@
+"""`course grade`: autograde a class in parallel through nbgrader, resumably, then feedback and CSVs.
+
+SUBMISSIONS is laid out as nbgrader's submitted/ folder: SUBMISSIONS/<student>/<unit>/<unit>.ipynb.
+OUT becomes an nbgrader course directory (source/, submitted/, autograded/, feedback/, the
+gradebook) plus grades.csv, cell_grades.csv and ledger.json, which records what has been graded
+from which submission bytes so that a rerun grades only what is missing or changed.
+"""
+import csv
+import hashlib
+import json
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from course_grading import intake, samples
+from course_grading.course import ROOT, nbgrader_api, units as course_units
+
+
+@dataclass
+class ClassReport:
+    out: Path
+    students: list
+    units: list
+    scores: dict = field(default_factory=dict)      # (student, unit) -> (score, max_score)
+    problems: dict = field(default_factory=dict)    # (student, unit) -> [text]
+    graded: list = field(default_factory=list)      # (student, unit) graded in this run
+    seconds: float = 0.0
+
+    @property
+    def grades_csv(self):
+        return self.out / "grades.csv"
+
+    @property
+    def cells_csv(self):
+        return self.out / "cell_grades.csv"
+
+    @property
+    def feedback_dir(self):
+        return self.out / "feedback"
+
+
+def _digest(*parts):
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else part.encode())
+    return h.hexdigest()
+
+
+def _write_json_atomically(path, data):
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+_API = None
+
+
+def _init_worker(out, db_url):
+    """Each worker keeps one API; its stderr (kernel chatter, SQLAlchemy notes) goes to OUT/autograde.log."""
+    global _API
+    log = os.open(out / "autograde.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(log, 2)
+    _API = nbgrader_api(out, db_url=db_url)
+
+
+def _autograde(student, unit):
+    """One submission: nbgrader autograde, then feedback. Runs in a worker process."""
+    start = time.perf_counter()
+    for attempt in range(3):  # SQLite may be busy for a moment with several writers
+        result = _API.autograde(unit, student, force=True, create=True)
+        if result["success"] or "database is locked" not in result.get("error", ""):
+            break
+        time.sleep(1 + attempt)
+    if result["success"]:
+        feedback = _API.generate_feedback(unit, student, force=True)
+        if not feedback["success"]:
+            result = {"success": True, "warning": "feedback failed: " + _last_line(feedback.get("error", ""))}
+    return student, unit, result, time.perf_counter() - start
+
+
+def _last_line(text):
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "unknown error"
+
+
+def prepare(submissions, out, root, units, db_url):
+    """Set up OUT as a course directory with every assignment in its gradebook; return the API."""
+    out.mkdir(parents=True, exist_ok=True)
+    api = nbgrader_api(out, db_url=db_url)
+    gradebook = api.gradebook
+    try:
+        known = {a.name for a in gradebook.assignments}
+    finally:
+        gradebook.close()
+    for unit in units:
+        src = Path(root) / "source" / unit
+        dst = out / "source" / unit
+        if dst.exists() and not samples.read(dst / f"{unit}.ipynb") == samples.read(src / f"{unit}.ipynb"):
+            shutil.rmtree(dst)
+        if not dst.exists() or unit not in known:
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+            result = api.generate_assignment(unit, force=True, create=True)
+            if not result["success"]:
+                raise RuntimeError(f"could not set up {unit} in the gradebook:\n{result.get('error', '')}")
+    return api
+
+
+def intake_class(submissions, out, units, report):
+    """Copy repaired submissions into OUT/submitted; return {(student, unit): digest} of gradable ones."""
+    gradable = {}
+    for student in report.students:
+        for unit in units:
+            folder = submissions / student / unit
+            target = out / "submitted" / student / unit
+            if not folder.is_dir():
+                report.problems[student, unit] = ["not submitted"]
+                shutil.rmtree(target, ignore_errors=True)
+                continue
+            nb, reason = intake.read_submission(folder / f"{unit}.ipynb")
+            if nb is None:
+                report.problems[student, unit] = [reason]
+                shutil.rmtree(target, ignore_errors=True)
+                continue
+            release = samples.read(out / "release" / unit / f"{unit}.ipynb")
+            nb, problems = intake.repair(nb, release)
+            report.problems[student, unit] = problems
+            target.mkdir(parents=True, exist_ok=True)
+            for extra in folder.iterdir():  # data files a student handed in beside the notebook
+                if extra.is_file() and extra.name != f"{unit}.ipynb":
+                    shutil.copy2(extra, target / extra.name)
+            text = json.dumps(nb, sort_keys=True)
+            gradable[student, unit] = _digest(text, (out / "source" / unit / f"{unit}.ipynb").read_bytes())
+            if not (target / f"{unit}.ipynb").exists() or samples.read(target / f"{unit}.ipynb") != nb:
+                samples.write(nb, target / f"{unit}.ipynb")
+    return gradable
+
+
+def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progress=True):
+    """Grade every student folder in `submissions` into `out`; return a ClassReport."""
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    submissions, out = Path(submissions).resolve(), Path(out).resolve()
+    units = course_units(root, only)
+    students = sorted(p.name for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    report = ClassReport(out=out, students=students, units=units)
+    db_url = db_url or os.environ.get("NBGRADER_DB_URL") or f"sqlite:///{out / 'gradebook.db'}"
+    prepare(submissions, out, root, units, db_url)
+    gradable = intake_class(submissions, out, units, report)
+
+    ledger_path = out / "ledger.json"
+    ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
+    todo = [key for key, digest in gradable.items()
+            if ledger.get("/".join(key), {}).get("digest") != digest]
+    stale = [k for k in ledger if tuple(k.split("/")) not in gradable]  # graded once, not gradable now
+    if stale:
+        from nbgrader.api import Gradebook, MissingEntry
+
+        with Gradebook(db_url) as gradebook:
+            for key in stale:
+                student, unit = key.split("/")
+                try:
+                    gradebook.remove_submission(unit, student)
+                except MissingEntry:
+                    pass
+                del ledger[key]
+    _write_json_atomically(ledger_path, ledger)
+
+    if todo:
+        with ProcessPoolExecutor(max_workers=max(1, jobs), initializer=_init_worker,
+                                 initargs=(out, db_url)) as pool:
+            futures = [pool.submit(_autograde, student, unit) for student, unit in todo]
+            try:
+                for future in tqdm(as_completed(futures), total=len(futures), desc="autograde",
+                                   unit="notebook", disable=not progress):
+                    student, unit, result, seconds = future.result()
+                    entry = {"seconds": round(seconds, 2)}
+                    if result["success"]:
+                        entry["digest"] = gradable[student, unit]
+                        if result.get("warning"):
+                            entry["warning"] = result["warning"]
+                    else:
+                        entry["error"] = _last_line(result.get("error"))
+                    ledger["/".join((student, unit))] = entry
+                    _write_json_atomically(ledger_path, ledger)
+                    report.graded.append((student, unit))
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+    for key, entry in ledger.items():
+        student, unit = key.split("/")
+        for note in ("error", "warning"):
+            if entry.get(note):
+                report.problems.setdefault((student, unit), []).append(f"autograde: {entry[note]}")
+    collect_scores(report, db_url)
+    write_csvs(report, db_url)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def collect_scores(report, db_url):
+    """Scores from the gradebook for every (student, unit) of the report (0 when not graded)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(db_url) as gradebook:
+        maxima = {a.name: a.max_score for a in gradebook.assignments}
+        for student in report.students:
+            for unit in report.units:
+                try:
+                    submission = gradebook.find_submission(unit, student)
+                    report.scores[student, unit] = (submission.score, submission.max_score)
+                    if submission.needs_manual_grade:
+                        report.problems.setdefault((student, unit), []).append("needs manual grading")
+                except MissingEntry:
+                    report.scores[student, unit] = (0.0, maxima.get(unit, 0.0))
+
+
+def cell_scores(gradebook, student, unit):
+    """{grade_id: (score, max_score)} of one graded submission (MissingEntry when there is none)."""
+    notebook = gradebook.find_submission_notebook(unit, unit, student)
+    return {grade.name: (grade.score or 0.0, grade.max_score) for grade in notebook.grades}
+
+
+def write_csvs(report, db_url):
+    """grades.csv (a row per student) and cell_grades.csv (a row per graded test cell)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with open(report.grades_csv, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student_id", *report.units, "total", "max_total", "problems"])
+        for student in report.students:
+            row = [report.scores[student, unit] for unit in report.units]
+            notes = "; ".join(f"{unit}: {p}" for unit in report.units for p in report.problems.get((student, unit), []))
+            writer.writerow([student, *(f"{s:g}" for s, _ in row), f"{sum(s for s, _ in row):g}",
+                             f"{sum(m for _, m in row):g}", notes])
+    with open(report.cells_csv, "w", newline="") as f, Gradebook(db_url) as gradebook:
+        writer = csv.writer(f)
+        writer.writerow(["student_id", "unit", "cell", "score", "max_score"])
+        for student in report.students:
+            for unit in report.units:
+                try:
+                    cells = cell_scores(gradebook, student, unit)
+                except MissingEntry:
+                    continue
+                for cell, (score, maximum) in sorted(cells.items()):
+                    writer.writerow([student, unit, cell, f"{score:g}", f"{maximum:g}"])
+
+
+def table(report):
+    """The grade table as text, with where the results were written."""
+    width = max([10, *map(len, report.students)])
+    heads = [u[:2] for u in report.units]
+    lines = [f"{'student':{width}}  " + "  ".join(f"{h:>6}" for h in heads) + "   total  problems"]
+    for student in report.students:
+        scores = [report.scores[student, u] for u in report.units]
+        notes = "; ".join(f"{u[:2]}: {p}" for u in report.units for p in report.problems.get((student, u), []))
+        lines.append(f"{student:{width}}  " + "  ".join(f"{s:6.1f}" for s, _ in scores)
+                     + f"  {sum(s for s, _ in scores):6.1f}/{sum(m for _, m in scores):g}  {notes}")
+    lines += ["", f"grades:    {report.grades_csv}", f"per cell:  {report.cells_csv}",
+              f"feedback:  {report.feedback_dir}/<student>/<unit>/<unit>.html",
+              f"gradebook: {report.out / 'gradebook.db'}",
+              f"graded {len(report.graded)} notebook(s) in this run, {report.seconds:.1f} s"]
+    return "\n".join(lines)

@@ -1,0 +1,92 @@
+"""Turn whatever a student handed in into a notebook nbgrader can grade, and say what was wrong.
+
+Problems a student can cause are repaired where grading stays fair, and always reported:
+unreadable JSON (not gradable), a missing notebook, no kernelspec, test cells deleted or stripped
+of their metadata (restored from the release), test cells edited (nbgrader grades the original),
+grade ids duplicated by copy-paste, and code that reaches for the grader's own package.
+"""
+import copy
+import json
+
+import nbformat
+
+from course_grading import samples
+
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+
+def _same_code(a, b):
+    return a.strip() == b.strip()
+
+
+def repair(submitted, release):
+    """(notebook to grade, [problems]) from a submitted notebook and the release notebook."""
+    nb = copy.deepcopy(submitted)
+    problems = []
+    if not nb.metadata.get("kernelspec"):
+        nb.metadata["kernelspec"] = dict(KERNELSPEC)
+        problems.append("no kernelspec (graded with Python 3)")
+
+    seen = set()
+    for cell in nb.cells:
+        gid = samples.grade_id(cell)
+        if gid and gid in seen:
+            cell.metadata.pop("nbgrader", None)
+            problems.append(f"cell {gid} appears twice (the copy was ignored)")
+        seen.add(gid)
+
+    released = {samples.grade_id(c): c for c in release.cells if samples.grade_id(c)}
+    present = {samples.grade_id(c): c for c in nb.cells if samples.grade_id(c)}
+    previous = None  # the release cell before the one we look at, to place restored tests after it
+    for cell in release.cells:
+        gid = samples.grade_id(cell)
+        if samples.is_test(cell):
+            if gid not in present:
+                _restore_test(nb, cell, previous)
+                problems.append(f"test cell {gid} was deleted or unmarked (restored from the release)")
+            elif not _same_code(present[gid].source, cell.source):
+                problems.append(f"test cell {gid} was edited (graded with the original)")
+        previous = cell
+    for gid, cell in released.items():
+        if samples.is_solution(cell) and gid not in present:
+            problems.append(f"answer cell {gid} lost its nbgrader metadata (its code still runs)")
+
+    mentions = [samples.grade_id(c) or f"cell {i}" for i, c in enumerate(nb.cells)
+                if c.cell_type == "code" and not samples.is_test(c) and "course_grading" in c.source]
+    if mentions:
+        problems.append(f"code in {', '.join(mentions)} refers to the grader's package course_grading "
+                        "(its checks reject that; review by hand)")
+    return nb, problems
+
+
+def _restore_test(nb, test_cell, previous):
+    """Put the release's test cell back: onto an identical unmarked cell, else after `previous`."""
+    for cell in nb.cells:
+        if cell.cell_type == "code" and not samples.grade_id(cell) and _same_code(cell.source, test_cell.source):
+            cell.metadata["nbgrader"] = copy.deepcopy(test_cell.metadata["nbgrader"])
+            return
+    position = len(nb.cells)
+    if previous is not None:
+        for i, cell in enumerate(nb.cells):
+            pid = samples.grade_id(previous)
+            if (pid and samples.grade_id(cell) == pid) or (not pid and _same_code(cell.source, previous.source)):
+                position = i + 1
+                break
+    restored = copy.deepcopy(test_cell)
+    restored.pop("id", None)
+    nb.cells.insert(position, restored)
+
+
+def read_submission(path):
+    """(notebook, None) or (None, reason it cannot be read as a notebook)."""
+    if not path.exists():
+        return None, f"missing notebook {path.name}"
+    try:
+        nb = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return None, f"malformed notebook {path.name}: not valid JSON ({error})"
+    except Exception as error:  # nbformat's own complaints: not a notebook at all
+        return None, f"malformed notebook {path.name}: {type(error).__name__}: {error}"
+    if not isinstance(nb.get("cells"), list):
+        return None, f"malformed notebook {path.name}: no cells"
+    return nb, None
