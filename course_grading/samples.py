@@ -75,3 +75,32 @@ def write(nb, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(path))
+
+
+def student_notebook(root, unit, variant=None, solved=True):
+    """What a student hands in: the release notebook, its answer cells solved (and one rewritten)."""
+    nb = read(Path(root) / "release" / unit / f"{unit}.ipynb")
+    if not solved:
+        return nb
+    answers = {grade_id(c): strip_markers(c.source) for c in read(source_notebook(root, unit)).cells
+               if is_solution(c)}
+    if variant is not None and variant.cell not in answers:
+        raise ValueError(f"variant {variant.name!r}: no solution cell {variant.cell!r} in {unit}")
+    for cell in nb.cells:
+        if is_solution(cell):
+            cell.source = answers[grade_id(cell)]
+            if variant is not None and grade_id(cell) == variant.cell:
+                cell.source = variant.rewrite(cell.source)
+    return nb
+
+
+def write_class(dest, students):
+    """Lay out {student: {unit: notebook | str (raw file text) | None (folder, no notebook)}}."""
+    for student, work in students.items():
+        for unit, nb in work.items():
+            folder = Path(dest) / student / unit
+            folder.mkdir(parents=True, exist_ok=True)
+            if isinstance(nb, str):
+                (folder / f"{unit}.ipynb").write_text(nb)
+            elif nb is not None:
+                write(nb, folder / f"{unit}.ipynb")

@@ -11,10 +11,15 @@ def graphviz_available():
     return shutil.which("dot") is not None
 
 
+_advised = False
+
+
 def show(graph):
-    """Return a graphviz object for Jupyter to display, or print how to install Graphviz and return None."""
+    """Return a graphviz object for Jupyter to display, or say how to install Graphviz and return None."""
+    global _advised
     if not graphviz_available():
-        print(INSTALL_HINT)
+        print("(graph not drawn: Graphviz is missing)" if _advised else INSTALL_HINT)
+        _advised = True
         return None
     return graph
 

@@ -1,0 +1,72 @@
+"""`course bench`: the figures behind the budgets of COURSE_SPEC §6, measured on this machine."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from course_grading import samples
+from course_grading.course import ROOT, units as course_units
+from course_grading.runner import course_notebooks, run_notebooks, time_table
+
+
+def plain_nbgrader_autograde(submissions, course, root, units):
+    """Seconds for plain sequential `nbgrader autograde UNIT` (one command per unit, whole class)."""
+    shutil.copytree(Path(root) / "source", course / "source")
+    shutil.copytree(submissions, course / "submitted")
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    config = [f"--CourseDirectory.root={course}", f"--CourseDirectory.db_url=sqlite:///{course}/gradebook.db"]
+    nbgrader = [sys.executable, "-m", "nbgrader"]
+    for unit in units:
+        subprocess.run([*nbgrader, "generate_assignment", unit, "--force", *config], cwd=root, env=env,
+                       check=True, capture_output=True)
+    start = time.perf_counter()
+    for unit in units:
+        subprocess.run([*nbgrader, "autograde", unit, "--force", *config], cwd=root, env=env,
+                       check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def bench(root=ROOT, students=4, jobs=2, only=()):
+    """Print the benchmark; return its figures as a dict."""
+    from course_grading.grading import grade_class
+
+    units = course_units(root, only)
+    print(f"== notebooks, one at a time ({len(units)} units)")
+    runs = run_notebooks(course_notebooks(root, only))
+    print(time_table(runs, root))
+    assignment_seconds = sum(r.seconds for r in runs if r.notebook.parent.parent.name == "source")
+
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        samples.write_class(scratch / "class", {f"s{i:02d}": {u: samples.student_notebook(root, u) for u in units}
+                                                for i in range(students)})
+        notebooks = students * len(units)
+        print(f"== autograde: {students} students x {len(units)} notebooks")
+        sequential = plain_nbgrader_autograde(scratch / "class", scratch / "plain", root, units)
+        start = time.perf_counter()
+        grade_class(scratch / "class", scratch / "parallel", jobs=jobs, root=root)
+        parallel = time.perf_counter() - start
+
+    figures = {
+        "course_seconds": sum(r.seconds for r in runs),
+        "slowest_notebook_seconds": max(r.seconds for r in runs),
+        "sequential_autograde_seconds_per_notebook": sequential / notebooks,
+        "grade_jobs_seconds_per_notebook": parallel / notebooks,
+        "grade_speedup": sequential / parallel,
+        "grading_over_execution": sequential / students / assignment_seconds,
+        "student_seconds_all_units": parallel / students,
+    }
+    print(f"plain sequential nbgrader autograde: {sequential:7.1f} s  ({figures['sequential_autograde_seconds_per_notebook']:.2f} s per notebook)")
+    print(f"course grade --jobs {jobs}:             {parallel:7.1f} s  ({figures['grade_jobs_seconds_per_notebook']:.2f} s per notebook, includes feedback)")
+    print(f"speed-up of grade --jobs {jobs}:        {figures['grade_speedup']:7.2f} x")
+    print(f"autograde time / bare execution:      {figures['grading_over_execution']:7.2f} x")
+    print(f"one student's {len(units)} notebooks:          {figures['student_seconds_all_units']:7.1f} s of wall time (jobs {jobs})")
+    budgets = [("every notebook under 60 s", figures["slowest_notebook_seconds"] < 60),
+               ("whole course under 360 s", figures["course_seconds"] < 360),
+               ("one student's notebooks under 90 s", figures["student_seconds_all_units"] < 90)]
+    for name, ok in budgets:
+        print(f"budget: {name:40s} {'ok' if ok else 'OVER'}")
+    return figures

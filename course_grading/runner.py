@@ -1,0 +1,64 @@
+"""`course run`: execute notebooks top to bottom with a kernel and report how long each took."""
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from course_grading.course import ROOT, units as course_units
+
+
+@dataclass
+class Run:
+    notebook: Path
+    seconds: float
+    error: str = ""
+
+
+def course_notebooks(root=ROOT, only=(), kinds=("lecture", "assignment")):
+    """Lecture notebooks and solved assignments (source/) of the selected units, in course order."""
+    root = Path(root)
+    found = []
+    for unit in course_units(root, only):
+        if "lecture" in kinds and (root / "notebooks" / f"{unit}.ipynb").exists():
+            found.append(root / "notebooks" / f"{unit}.ipynb")
+        if "assignment" in kinds:
+            found.append(root / "source" / unit / f"{unit}.ipynb")
+    return found
+
+
+def execute(path, timeout=600):
+    """Run one notebook in a fresh kernel in its own folder; a Run with the error's last line, if any."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = nbformat.read(str(path), as_version=4)
+    start = time.perf_counter()
+    error = ""
+    try:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(Path(path).parent)}}).execute()
+    except CellExecutionError as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        error = lines[-1] if lines else "cell failed"
+    except Exception as exc:  # kernel died, timeout, bad notebook
+        error = f"{type(exc).__name__}: {exc}"
+    return Run(Path(path), time.perf_counter() - start, error)
+
+
+def run_notebooks(paths, progress=True):
+    from tqdm.auto import tqdm
+
+    runs = []
+    for path in tqdm(paths, desc="notebooks", unit="nb", disable=not progress):
+        runs.append(execute(path))
+    return runs
+
+
+def time_table(runs, root=ROOT, budget=60.0):
+    lines = [f"{'notebook':55s} {'seconds':>8}  result"]
+    for run in runs:
+        name = str(run.notebook.relative_to(root)) if run.notebook.is_relative_to(root) else str(run.notebook)
+        verdict = run.error or ("ok" if run.seconds < budget else f"over the {budget:.0f} s budget")
+        lines.append(f"{name:55s} {run.seconds:8.1f}  {verdict}")
+    lines.append(f"{'total':55s} {sum(r.seconds for r in runs):8.1f}")
+    return "\n".join(lines)

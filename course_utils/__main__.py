@@ -1,0 +1,3 @@
+from course_utils.cli import main
+
+raise SystemExit(main())

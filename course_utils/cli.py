@@ -1,0 +1,109 @@
+"""`course` / `python -m course_utils`: the instructor's commands, wrapping nbgrader.
+
+Run them from the instructor repository (they need its course_grading package and nbgrader).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+
+def _instructor():
+    try:
+        import course_grading.course  # noqa: F401
+        import nbgrader  # noqa: F401
+    except ModuleNotFoundError as missing:
+        sys.exit(f"`course` needs the instructor repository and `pip install -e .[instructor]` ({missing}).")
+
+
+def cmd_build(args):
+    from course_grading.build import generate_release
+    from course_grading.course import ROOT
+
+    files = generate_release(ROOT / "release", only=args.units)
+    print("\n".join(f"release/{f}" for f in files))
+
+
+def cmd_verify(args):
+    from course_grading.verify import verify
+
+    problems = verify(jobs=args.jobs)
+    for problem in problems:
+        print(f"FAIL {problem}")
+    print("course verified: solutions full marks, stubs zero, release in sync, notebooks clean, no leaks"
+          if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def cmd_run(args):
+    from course_grading.runner import course_notebooks, run_notebooks, time_table
+
+    runs = run_notebooks(course_notebooks(only=args.units))
+    print(time_table(runs))
+    return 1 if any(r.error for r in runs) else 0
+
+
+def cmd_grade(args):
+    from course_grading.grading import grade_class, table
+
+    report = grade_class(args.submissions, args.out, jobs=args.jobs, db_url=args.db, only=args.units)
+    print(table(report))
+
+
+def cmd_publish(args):
+    from course_grading.publish import publish
+
+    files = publish(args.dir)
+    print(f"student edition: {len(files)} files in {Path(args.dir).resolve()}")
+
+
+def cmd_demo(args):
+    from course_grading.demo import run_demo
+
+    _, problems = run_demo(args.out, jobs=args.jobs)
+    for problem in problems:
+        print(f"FAIL {problem}")
+    return 1 if problems else 0
+
+
+def cmd_bench(args):
+    from course_grading.bench import bench
+
+    bench(students=args.students, jobs=args.jobs, only=args.units)
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="course", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def command(name, function, text):
+        c = sub.add_parser(name, help=text, description=text)
+        c.set_defaults(function=function)
+        return c
+
+    command("build", cmd_build, "regenerate release/ from source/ (nbgrader generate_assignment)") \
+        .add_argument("units", nargs="*", help="unit numbers or names (default: all)")
+    command("verify", cmd_verify, "solutions pass, stubs fail, release in sync, notebooks clean, no leaks") \
+        .add_argument("--jobs", type=int, default=2)
+    command("run", cmd_run, "execute lecture and solved assignment notebooks with a time table") \
+        .add_argument("units", nargs="*", help="unit numbers or names (default: all)")
+    grade = command("grade", cmd_grade, "autograde SUBMISSIONS/<student>/<unit>/<unit>.ipynb in parallel")
+    grade.add_argument("submissions", type=Path)
+    grade.add_argument("--out", type=Path, default=Path("grading"), help="course folder for results (default grading/)")
+    grade.add_argument("--jobs", type=int, default=2)
+    grade.add_argument("--db", help="gradebook URL (default: sqlite in OUT, or $NBGRADER_DB_URL)")
+    grade.add_argument("--units", nargs="*", default=(), help="grade only these units")
+    command("publish", cmd_publish, "write the student edition to DIR").add_argument("dir", type=Path)
+    demo = command("demo", cmd_demo, "the whole pipeline on a generated sample class (the README's main job)")
+    demo.add_argument("--out", type=Path, default=Path("demo"))
+    demo.add_argument("--jobs", type=int, default=2)
+    bench = command("bench", cmd_bench, "time notebooks, autograding and the parallel speed-up")
+    bench.add_argument("--students", type=int, default=4)
+    bench.add_argument("--jobs", type=int, default=2)
+    bench.add_argument("--units", nargs="*", default=())
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    _instructor()
+    return args.function(args) or 0

@@ -1,0 +1,77 @@
+"""The grading proof, with real `nbgrader autograde` on real notebooks (one class, graded once).
+
+For every unit: the solution scores full marks; the release stub scores zero on every graded cell;
+every classic wrong answer of the bank loses points in the cells it breaks, and only there, with a
+message naming the problem; every correct alternative scores full marks; feedback shows calls and
+messages, never the reference code of the hidden checks.
+"""
+import html
+import re
+from pathlib import Path
+
+import pytest
+
+from course_grading import samples
+from course_grading.course import ROOT, units
+from tests.conftest import bank_students, cell_outputs, cell_scores
+
+STUDENTS = bank_students()
+CASES = [pytest.param(s, id=s) for s, (u, kind) in STUDENTS.items() if not isinstance(kind, str)]
+
+
+@pytest.mark.parametrize("unit", units())
+def test_solution_scores_full_marks(graded_bank, unit):
+    scores = cell_scores(graded_bank, f"u{unit[:2]}_solution", unit)
+    assert scores and all(s == m > 0 for s, m in scores.values()), scores
+
+
+@pytest.mark.parametrize("unit", units())
+def test_release_stub_fails_every_graded_cell(graded_bank, unit):
+    student = f"u{unit[:2]}_release"
+    scores = cell_scores(graded_bank, student, unit)
+    assert set(scores) == set(samples.test_cells(samples.read(samples.source_notebook(ROOT, unit))))
+    assert all(s == 0 for s, _ in scores.values()), scores
+    outputs = cell_outputs(graded_bank, student, unit)
+    assert all("not implemented yet" in text or "NotImplementedError" in text for text in outputs.values())
+
+
+@pytest.mark.parametrize("student", CASES)
+def test_bank_entry_scores_as_expected(graded_bank, student):
+    unit, variant = STUDENTS[student]
+    scores = cell_scores(graded_bank, student, unit)
+    lost = {cell for cell, (s, m) in scores.items() if s < m}
+    assert lost == set(variant.breaks), (
+        f"{variant.name!r} should lose points in {sorted(variant.breaks) or 'no cell'}, lost {sorted(lost)}")
+    outputs = cell_outputs(graded_bank, student, unit)
+    for cell in variant.breaks:
+        assert variant.says in outputs[cell], f"{cell} output lacks {variant.says!r}:\n{outputs[cell]}"
+
+
+@pytest.mark.parametrize("unit", units())
+def test_banks_are_big_enough(unit):
+    bank = [kind for u, kind in STUDENTS.values() if u == unit and not isinstance(kind, str)]
+    wrong = [v for v in bank if v.breaks]
+    alternatives = [v for v in bank if not v.breaks]
+    assert len(wrong) >= (15 if unit.startswith("03") else 8) + 4, "classic bugs plus four kinds of broken code"
+    assert len(alternatives) >= 2
+    names = " ".join(v.name.lower() for v in wrong)
+    for kind in ("exception", "loop", "nan", "shape"):
+        assert kind in names, f"the bank of {unit} has no {kind} entry"
+
+
+def _visible_text(path):
+    text = html.unescape(re.sub(r"<[^>]+>", "", Path(path).read_text()))
+    return {line.strip() for line in text.splitlines()}
+
+
+@pytest.mark.parametrize("unit", units())
+def test_feedback_shows_no_reference_code(graded_bank, unit):
+    module = ROOT / "course_grading" / f"unit{unit[:2]}.py"
+    notebook_text = "\n".join(c.source for c in samples.read(samples.source_notebook(ROOT, unit)).cells)
+    secret = {line.strip() for line in module.read_text().splitlines()
+              if len(line.strip()) >= 30 and line.strip() not in notebook_text}
+    failing = [s for s, (u, kind) in STUDENTS.items() if u == unit and (kind == "release" or getattr(kind, "breaks", ()))]
+    for student in failing:
+        feedback = Path(graded_bank.out) / "feedback" / student / unit / f"{unit}.html"
+        shown = _visible_text(feedback)
+        assert not secret & shown, f"{student}'s feedback shows hidden-check code: {sorted(secret & shown)[:3]}"

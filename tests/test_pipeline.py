@@ -1,0 +1,182 @@
+"""The instructor pipeline: build, publish, intake of bad submissions, resumable parallel grading,
+equality with plain sequential nbgrader, and the CLI."""
+import copy
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+from course_grading import samples
+from course_grading.banks import variants
+from course_grading.bench import plain_nbgrader_autograde
+from course_grading.build import release_differences
+from course_grading.course import ROOT, units
+from course_grading.grading import grade_class
+from course_grading.publish import publish
+from course_grading.verify import clean_notebook_problems, leak_problems
+from tests.conftest import cell_scores
+
+UNIT = units()[0]
+
+
+def solved():
+    return samples.student_notebook(ROOT, UNIT)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_release_is_in_sync_and_build_is_idempotent():
+    assert release_differences() == []
+
+
+def test_committed_notebooks_are_clean():
+    assert clean_notebook_problems() == []
+
+
+def test_student_edition_leaks_nothing_and_a_planted_leak_is_caught(tmp_path):
+    files = publish(tmp_path / "edition")
+    assert Path("README.md") in files and Path("course_utils/checks.py") in files
+    assert not any(str(f).startswith("course_grading") or str(f).startswith("source") for f in files)
+    assert leak_problems(tmp_path / "edition") == []
+
+    leaked = tmp_path / "edition" / "release" / UNIT / f"{UNIT}.ipynb"
+    leaked.write_bytes(samples.source_notebook(ROOT, UNIT).read_bytes())
+    found = leak_problems(tmp_path / "edition")
+    assert any("BEGIN SOLUTION" in p for p in found) and any("HIDDEN TESTS" in p for p in found)
+    assert any("solution line" in p for p in found) and any("check_" in p for p in found)
+
+
+def malformed_class():
+    """One student per kind of damage a real class hands in (all with correct answers)."""
+    release = samples.student_notebook(ROOT, UNIT, solved=False)
+    first_test = next(i for i, c in enumerate(release.cells) if samples.is_test(c))
+
+    def changed(edit):
+        nb = solved()
+        edit(nb)
+        return nb
+
+    def unmark(nb):
+        nb.cells[first_test].metadata = {}
+
+    def duplicate(nb):
+        nb.cells.append(copy.deepcopy(nb.cells[first_test]))
+
+    def stub_with_tests_edited():
+        nb = copy.deepcopy(release)
+        for cell in nb.cells:
+            if samples.is_test(cell):
+                cell.source = "assert True"
+        return nb
+
+    return {
+        "ok": {UNIT: solved()},
+        "bad_json": {UNIT: '{"cells": [ {"cell_type": "code",'},
+        "not_a_notebook": {UNIT: json.dumps({"hello": "world"})},
+        "binary_garbage": {UNIT: "\x00\x01\x02 not json"},
+        "missing_notebook": {UNIT: None},
+        "no_kernelspec": {UNIT: changed(lambda nb: nb.metadata.pop("kernelspec"))},
+        "deleted_test": {UNIT: changed(lambda nb: nb.cells.pop(first_test))},
+        "unmarked_test": {UNIT: changed(unmark)},
+        "duplicated_test": {UNIT: changed(duplicate)},
+        "edited_tests_stub": {UNIT: stub_with_tests_edited()},
+    }
+
+
+def test_bad_submissions_are_reported_and_never_stop_the_class(tmp_path):
+    samples.write_class(tmp_path / "subs", malformed_class())
+    (tmp_path / "subs" / "empty_student").mkdir()
+    report = grade_class(tmp_path / "subs", tmp_path / "out", jobs=2, progress=False)
+    full = report.scores["ok", UNIT][1]
+    score = {s: report.scores[s, UNIT][0] for s in report.students}
+    problems = {s: "; ".join(report.problems.get((s, UNIT), [])) for s in report.students}
+
+    assert score["ok"] == full and problems["ok"] == ""
+    for student in ("bad_json", "binary_garbage"):
+        assert score[student] == 0 and "malformed" in problems[student]
+    assert score["not_a_notebook"] == 0 and "malformed" in problems["not_a_notebook"]
+    assert score["missing_notebook"] == 0 and "missing notebook" in problems["missing_notebook"]
+    assert score["empty_student"] == 0 and "not submitted" in problems["empty_student"]
+    assert score["no_kernelspec"] == full and "kernelspec" in problems["no_kernelspec"]
+    for student in ("deleted_test", "unmarked_test"):  # restored, so the correct answers still count
+        assert score[student] == full and "restored" in problems[student]
+    assert score["duplicated_test"] == full and "twice" in problems["duplicated_test"]
+    assert score["edited_tests_stub"] == 0 and "edited" in problems["edited_tests_stub"]
+
+    rows = {r["student_id"]: r for r in read_csv(report.grades_csv)}
+    assert set(rows) == set(report.students)
+    assert "malformed" in rows["not_a_notebook"]["problems"]
+
+
+def test_grading_resumes_after_an_interruption_without_double_counting(tmp_path):
+    students = {f"s{i}": {UNIT: solved()} for i in range(6)}
+    wrong = next(v for v in variants(UNIT) if v.breaks)
+    students["s_wrong"] = {UNIT: samples.student_notebook(ROOT, UNIT, wrong)}
+    samples.write_class(tmp_path / "subs", students)
+    command = [sys.executable, "-m", "course_utils", "grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"),
+               "--jobs", "2"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    ledger = tmp_path / "out" / "ledger.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (ledger.exists() and len(json.loads(ledger.read_text() or "{}")) >= 2):
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole process group, kernels included
+    process.wait(timeout=60)
+    done = len(json.loads(ledger.read_text()))
+    assert 2 <= done < len(students), "the interruption should leave work undone"
+
+    report = grade_class(tmp_path / "subs", tmp_path / "out", jobs=2, progress=False)
+    assert len(report.graded) == len(students) - done
+    full = report.scores["s0", UNIT][1]
+    assert all(report.scores[s, UNIT][0] == full for s in students if s != "s_wrong")
+    assert report.scores["s_wrong", UNIT][0] < full
+    rows = read_csv(report.cells_csv)
+    keys = [(r["student_id"], r["cell"]) for r in rows]
+    assert len(keys) == len(set(keys)) == len(students) * len(samples.test_cells(solved()))
+
+    again = grade_class(tmp_path / "subs", tmp_path / "out", jobs=2, progress=False)
+    assert again.graded == [] and again.scores == report.scores
+
+    samples.write_class(tmp_path / "subs", {"s1": {UNIT: samples.student_notebook(ROOT, UNIT, wrong)}})
+    changed = grade_class(tmp_path / "subs", tmp_path / "out", jobs=2, progress=False)
+    assert changed.graded == [("s1", UNIT)] and changed.scores["s1", UNIT][0] < full
+
+
+def test_parallel_grades_equal_plain_sequential_nbgrader(tmp_path):
+    from nbgrader.api import Gradebook
+
+    from course_grading.grading import cell_scores as scores_of
+
+    bank = variants(UNIT)[:4]
+    students = {"full": {UNIT: solved()}, "stub": {UNIT: samples.student_notebook(ROOT, UNIT, solved=False)}}
+    students.update({f"v{i}": {UNIT: samples.student_notebook(ROOT, UNIT, v)} for i, v in enumerate(bank)})
+    samples.write_class(tmp_path / "subs", students)
+    report = grade_class(tmp_path / "subs", tmp_path / "ours", jobs=2, progress=False)
+    plain_nbgrader_autograde(tmp_path / "subs", tmp_path / "plain", ROOT, [UNIT])
+    with Gradebook(f"sqlite:///{tmp_path / 'plain' / 'gradebook.db'}") as gradebook:
+        plain = {s: scores_of(gradebook, s, UNIT) for s in students}
+    ours = {s: cell_scores(report, s, UNIT) for s in students}
+    assert ours == plain
+
+
+def test_cli_build_verify_and_publish(tmp_path):
+    env = dict(os.environ)
+    run = lambda *args: subprocess.run([sys.executable, "-m", "course_utils", *args], cwd=ROOT, env=env,
+                                       capture_output=True, text=True, timeout=900)
+    built = run("build")
+    assert built.returncode == 0, built.stderr
+    assert release_differences() == []
+    published = run("publish", str(tmp_path / "edition"))
+    assert published.returncode == 0 and "student edition" in published.stdout
+    verified = run("verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "course verified" in verified.stdout
