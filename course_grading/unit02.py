@@ -13,7 +13,8 @@ import warnings
 import numpy as np
 import torch
 
-from course_grading.harness import CheckFailed, expect_close, hidden_check, numerical_gradient_ref, student_call
+from course_grading.harness import (CheckFailed, expect_close, hidden_check, numerical_gradient_ref,
+                                    student_call)
 from course_utils.checks import as_array, expect_scalar, expect_tuple
 
 __all__ = ["check_mse_gradients", "check_gradient_descent", "check_gradient_descent_batches",
@@ -49,7 +50,7 @@ def _torch_grads(X, y, w, b, kind):
     else:
         loss = torch.nn.functional.binary_cross_entropy_with_logits(z, yt)
     loss.backward()
-    return float(loss), wt.grad.numpy().copy(), float(bt.grad)
+    return loss.item(), wt.grad.detach().numpy().copy(), bt.grad.item()
 
 
 def _mse_loss(X, y, w, b):
@@ -75,9 +76,11 @@ def _ratio_hint(actual, expected, name, n, d):
     ratio = float(actual @ expected / (expected @ expected))
     if not np.allclose(actual, ratio * expected, rtol=1e-6, atol=1e-9):
         return ""
-    known = [(0.5, f"{name} is exactly half the expected value: the derivative of a square brings a factor 2."),
+    known = [(0.5, f"{name} is exactly half the expected value: the derivative of a square brings "
+                   "a factor 2."),
              (-1.0, f"{name} has the wrong sign: differentiate the mean of (prediction - y)**2."),
-             (float(n), f"{name} is N times too large (N = {n} samples): average over the samples, do not sum."),
+             (float(n), f"{name} is N times too large (N = {n} samples): average over the samples, "
+                        "do not sum."),
              (2.0 * n, f"{name} is 2N times too large: average over the N = {n} samples, do not sum."),
              (n / d, f"{name} is scaled by N/D = {n}/{d}: divide by the number of samples N = X.shape[0], "
                      "not the number of features.")]
@@ -92,12 +95,14 @@ def _compare(actual, expected, what, n, d, name, numeric=None):
     hint = _ratio_hint(actual, expected, name, n, d)
     expect_close(actual, expected, what, rtol=_RTOL, atol=1e-12, hint=hint)
     if numeric is not None:
-        expect_close(actual, numeric, what + " (against centred differences)", rtol=1e-6, atol=1e-8, hint=hint)
+        expect_close(actual, numeric, what + " (against centred differences)", rtol=1e-6, atol=1e-8,
+                     hint=hint)
 
 
 def _gradient_cases():
     # (seed, N, D, shift, scale): a batch of one, a single feature, more features than samples, a larger one
-    return [(0, 1, 1, 0.0, 1.0), (1, 5, 3, 0.0, 1.0), (2, 3, 7, 1.0, 0.5), (3, 40, 4, -2.0, 3.0), (4, 2, 2, 0.0, 1.0)]
+    return [(0, 1, 1, 0.0, 1.0), (1, 5, 3, 0.0, 1.0), (2, 3, 7, 1.0, 0.5), (3, 40, 4, -2.0, 3.0),
+            (4, 2, 2, 0.0, 1.0)]
 
 
 def _check_gradients(fn, kind, reference_loss, y_of):
@@ -105,7 +110,7 @@ def _check_gradients(fn, kind, reference_loss, y_of):
         X, y, w, b = _data(seed, n, d, shift, scale)
         y = y_of(y, seed)
         if kind == "logistic":
-            w, b = 0.4 * w / max(1.0, scale), 0.3 * b
+            w, b = 0.8 * w / max(1.0, scale), 0.5 * b
         copies = X.copy(), y.copy(), w.copy()
         what = f"{fn.__name__} on X of shape {X.shape}"
         result = student_call(fn, X, y, w, b, what=what)
@@ -118,7 +123,8 @@ def _check_gradients(fn, kind, reference_loss, y_of):
                 hint = "loss is N times too large: take the mean over the samples, not the sum."
             expect_close(loss_value, ref_loss, f"loss ({what})", rtol=_RTOL, atol=1e-12, hint=hint)
             numeric_w = numerical_gradient_ref(lambda v: reference_loss(X, y, v, b), w.copy())
-            numeric_b = numerical_gradient_ref(lambda v: reference_loss(X, y, w, float(v[0])), np.array([b]))[0]
+            numeric_b = numerical_gradient_ref(lambda v: reference_loss(X, y, w, float(v[0])),
+                                               np.array([b]))[0]
             dw_hint = ""
             if kind == "logistic":
                 z = X @ w + b
@@ -126,8 +132,9 @@ def _check_gradients(fn, kind, reference_loss, y_of):
                 squashed = X.T @ ((p - y) * p * (1.0 - p)) / n
                 arr = as_array(dw, f"dw ({what})")
                 if arr.shape == squashed.shape and np.allclose(arr, squashed, rtol=1e-6, atol=1e-12):
-                    dw_hint = ("dw carries an extra factor sigmoid'(z) = p(1-p): with cross-entropy that factor "
-                               "cancels and the gradient is X.T @ (p - y) / N.")
+                    dw_hint = ("dw carries an extra factor sigmoid'(z) = p(1-p), as if the loss were squared "
+                               "error: with cross-entropy that factor cancels against the derivative of "
+                               "the logs.")
             try:
                 _compare(dw, ref_dw, f"dw ({what})", n, d, "dw", numeric_w)
             except CheckFailed as error:
@@ -136,7 +143,8 @@ def _check_gradients(fn, kind, reference_loss, y_of):
             _compare(db_value, ref_db, f"db ({what})", n, d, "db", numeric_b)
         for name, before, after in zip("Xyw", copies, (X, y, w)):
             if not np.array_equal(before, after):
-                raise CheckFailed(f"{fn.__name__} changed its input {name} in place; leave the inputs unchanged.")
+                raise CheckFailed(f"{fn.__name__} changed its input {name} in place; "
+                                  "leave the inputs unchanged.")
 
 
 @hidden_check(numpy_only=True)
@@ -193,11 +201,12 @@ def _reference_gd(X, y, lr, epochs, batch_size=None, seed=0, bug=None):
 _DIAGNOSES = {
     "before": "losses[e] looks like the loss measured BEFORE epoch e's updates; record it after them.",
     "ascent": "the parameters climb the loss: step against the gradient (w - lr * dw, b - lr * db).",
-    "rng per epoch": ("every epoch repeats the same order: a new default_rng(seed) is made inside the epoch loop; "
-                      "make it once per call, before the loop."),
-    "no shuffle": "the samples are visited in their stored order: shuffle each epoch with rng.permutation(N).",
-    "drop last": "the last, smaller mini-batch is skipped: when N is not a multiple of batch_size it must still "
-                 "be used.",
+    "rng per epoch": ("every epoch repeats the same order: a new default_rng(seed) is made inside the "
+                      "epoch loop; make it once per call, before the loop."),
+    "no shuffle": ("the samples are visited in their stored order: shuffle each epoch with "
+                   "rng.permutation(N)."),
+    "drop last": ("the last, smaller mini-batch is skipped: when N is not a multiple of batch_size it "
+                  "must still be used."),
 }
 
 
@@ -219,7 +228,8 @@ def _reference_mse_in(fn):
 
 def _run_gd(fn, X, y, lr, epochs, batch_size, seed):
     bs = "None" if batch_size is None else batch_size
-    what = f"gradient_descent(X of shape {X.shape}, y, lr={lr}, epochs={epochs}, batch_size={bs}, seed={seed})"
+    what = (f"gradient_descent(X of shape {X.shape}, y, lr={lr}, epochs={epochs}, batch_size={bs}, "
+            f"seed={seed})")
     copies = X.copy(), y.copy()
     result = student_call(fn, X, y, lr, epochs, batch_size=batch_size, seed=seed, what=what)
     w, b, losses = expect_tuple(result, ("w", "b", "losses"), what)
@@ -228,11 +238,18 @@ def _run_gd(fn, X, y, lr, epochs, batch_size, seed):
         losses = as_array(losses, f"losses from {what}").astype(float)
         b_array = as_array(b, f"b from {what}")
     if w.shape != (X.shape[1],):
-        raise CheckFailed(f"w from {what}: shape {w.shape}, expected ({X.shape[1]},), one weight per feature.")
+        raise CheckFailed(f"w from {what}: shape {w.shape}, expected ({X.shape[1]},), "
+                          "one weight per feature.")
     if b_array.size != 1:
         raise CheckFailed(f"b from {what}: expected a single number, got shape {b_array.shape}.")
     if losses.shape != (epochs,):
-        raise CheckFailed(f"losses from {what}: shape {losses.shape}, expected ({epochs},): one loss per epoch.")
+        raise CheckFailed(f"losses from {what}: shape {losses.shape}, expected ({epochs},): "
+                          "one loss per epoch.")
+    for name, value in (("w", w), ("b", b_array), ("losses", losses)):
+        if not np.all(np.isfinite(value)):
+            raise CheckFailed(f"{name} from {what} contains nan or inf "
+                              f"({np.asarray(value).reshape(-1)[:4]}); "
+                              "with this small learning rate every value should be finite.")
     for name, before, after in zip("Xy", copies, (X, y)):
         if not np.array_equal(before, after):
             raise CheckFailed(f"{what} changed its input {name} in place; leave the inputs unchanged.")
@@ -258,6 +275,8 @@ def _expect_matches(result, reference, X, y, lr, epochs, batch_size, seed, bugs)
         else:
             if np.isfinite(losses).all() and losses[-1] > _mse_loss(X, y, np.zeros(X.shape[1]), 0.0) * 1.5:
                 hint = _DIAGNOSES["ascent"]
+            elif b == 0.0 and ref_b != 0.0:
+                hint = "b never changes: update the bias with its own gradient as well."
         expect_close(w, ref_w, f"w from {what}", rtol=1e-8, atol=1e-10, hint=hint)
         expect_close(b, ref_b, f"b from {what}", rtol=1e-8, atol=1e-10, hint=hint)
         expect_close(losses, ref_losses, f"losses from {what}", rtol=1e-8, atol=1e-12, hint=hint)
@@ -270,7 +289,8 @@ def _expect_final_loss(result, X, y):
         if not np.isclose(losses[-1], actual, rtol=1e-8, atol=1e-12):
             hint = _DIAGNOSES["before"] if np.isclose(losses[0], _mse_loss(X, y, 0 * w, 0.0)) else \
                 "losses[e] must be the mean squared error on ALL samples after epoch e."
-            raise CheckFailed(f"losses[-1] from {what} is {losses[-1]:.8g}, but the loss of the returned (w, b) "
+            raise CheckFailed(f"losses[-1] from {what} is {losses[-1]:.8g}, but the loss of the returned "
+                              "(w, b) "
                               f"on all the data is {actual:.8g}. {hint}")
 
 
@@ -314,12 +334,13 @@ def check_gradient_descent_batches(gradient_descent):
         with _quiet():
             expect_close(whole[0], full[0], f"w from {whole[3]} (one batch of all N samples is full batch)",
                          rtol=1e-9, atol=1e-12)
-            expect_close(whole[2], full[2], f"losses from {whole[3]} (one batch of all N samples is full batch)",
+            expect_close(whole[2], full[2],
+                         f"losses from {whole[3]} (one batch of all N samples is full batch)",
                          rtol=1e-9, atol=1e-12)
         # (seed, N, D, batch_size, lr, epochs): on-line, a smaller last batch, an exact split, N = 1,
         # a batch larger than N, a last batch of one
-        cases = [(21, 10, 2, 1, 0.05, 4), (22, 10, 2, 3, 0.05, 6), (23, 12, 3, 4, 0.05, 5), (24, 1, 2, 1, 0.1, 3),
-                 (25, 7, 3, 10, 0.05, 4), (26, 13, 4, 6, 0.02, 7)]
+        cases = [(21, 10, 2, 1, 0.05, 4), (22, 10, 2, 3, 0.05, 6), (23, 12, 3, 4, 0.05, 5),
+                 (24, 1, 2, 1, 0.1, 3), (25, 7, 3, 10, 0.05, 4), (26, 13, 4, 6, 0.02, 7)]
         for seed, n, d, batch_size, lr, epochs in cases:
             X, y = _regression(seed, n, d)
             result = _run_gd(gradient_descent, X, y, lr, epochs, batch_size, seed)
@@ -331,7 +352,8 @@ def check_gradient_descent_batches(gradient_descent):
         a = _run_gd(gradient_descent, X, y, 0.02, 5, 1, 0)
         b = _run_gd(gradient_descent, X, y, 0.02, 5, 1, 1)
         if np.allclose(a[0], b[0], rtol=1e-12, atol=1e-14):
-            raise CheckFailed(f"{a[3]} and seed=1 give the same w: the order of the samples must depend on the "
+            raise CheckFailed(f"{a[3]} and seed=1 give the same w: the order of the samples must depend "
+                              "on the "
                               f"seed. {_DIAGNOSES['no shuffle']}")
         if not a[2][-1] < a[2][0] < _mse_loss(X, y, np.zeros(2), 0.0):
             raise CheckFailed(f"losses from {a[3]} do not decrease on an easy problem.")
@@ -375,9 +397,10 @@ def check_logistic_regression_stability(logistic_regression_gradients):
             if value.size != 1 or not np.all(np.isfinite(value)):
                 raise CheckFailed(f"loss ({what}): got {value.reshape(-1)[:3]}, expected a finite number "
                                   f"(about {ref_loss:.4g}). {advice}")
-            if not float(value.reshape(())) > 0:
+            if float(value.reshape(())) < -1e-9:
                 raise CheckFailed(f"loss ({what}): got {float(value.reshape(())):.4g}, but cross-entropy is "
-                                  f"positive here (about {ref_loss:.4g}).")
+                                  f"never negative (expected about {ref_loss:.4g}).")
+            advice = "The gradients must stay right for large |z| too; compute the sigmoid without overflow."
             expect_close(dw, ref_dw, f"dw ({what})", rtol=1e-6, atol=1e-8, hint=advice)
             expect_close(expect_scalar(db, f"db ({what})"), ref_db, f"db ({what})", rtol=1e-6, atol=1e-8,
                          hint=advice)
