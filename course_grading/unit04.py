@@ -80,19 +80,22 @@ def check_HousePricesMLP(HousePricesMLP):
         if count != expected_count:
             sizes = [tuple(p.shape) for p in model.parameters()]
             raise CheckFailed(f"{what} has {count} parameters (tensors of shapes {sizes}); the network "
-                              f"Linear({d_in},4)-ReLU-Linear(4,3)-ReLU-Linear(3,{d_out}) has {expected_count}.")
+                              f"Linear({d_in},4)-ReLU-Linear(4,3)-ReLU-Linear(3,{d_out}) "
+                              f"has {expected_count}.")
         x = torch.randn(3, d_in, dtype=torch.float64, device=device)
         with torch.no_grad():
-            layers, _ = student_call(_linears_in_call_order, model, x, what=f"{what} on a batch of shape (3, {d_in})")
+            layers, _ = student_call(_linears_in_call_order, model, x,
+                                     what=f"{what} on a batch of shape (3, {d_in})")
         shapes = [(layer.in_features, layer.out_features) for layer in layers]
         if shapes != [(d_in, 4), (4, 3), (3, d_out)]:
-            raise CheckFailed(f"{what}: the forward pass calls nn.Linear layers of (in, out) sizes {shapes} in "
-                              f"this order; expected [({d_in}, 4), (4, 3), (3, {d_out})].")
+            raise CheckFailed(f"{what}: the forward pass calls nn.Linear layers of (in, out) sizes {shapes} "
+                              f"in this order; expected [({d_in}, 4), (4, 3), (3, {d_out})].")
         generator = torch.Generator().manual_seed(7 * case + 1)
         with torch.no_grad():
             for layer in layers:
                 layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator, dtype=torch.float64))
-                layer.bias.copy_(0.5 * torch.randn(layer.bias.shape, generator=generator, dtype=torch.float64))
+                bias = torch.randn(layer.bias.shape, generator=generator, dtype=torch.float64)
+                layer.bias.copy_(0.5 * bias)
         for n in (1, 9, 64):
             x = 2.0 * torch.randn(n, d_in, generator=generator, dtype=torch.float64).to(device)
             with torch.no_grad():
@@ -107,8 +110,8 @@ def check_HousePricesMLP(HousePricesMLP):
                                       f"{tuple(out.shape)}; expected ({n}, {d_out}).")
                 error = rel_error(out.cpu(), expected.cpu())
                 if error > 1e-9:
-                    raise CheckFailed(f"{what}: wrong output on a batch of shape {tuple(x.shape)} (relative error "
-                                      f"{error:.3g}): {_diagnose_forward(out, layers, x)}")
+                    raise CheckFailed(f"{what}: wrong output on a batch of shape {tuple(x.shape)} (relative "
+                                      f"error {error:.3g}): {_diagnose_forward(out, layers, x)}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -137,7 +140,8 @@ def check_count_parameters(count_parameters):
         ("nn.Sequential(nn.Linear(4, 6), nn.Linear(6, 2)) with the first layer frozen",
          _frozen(nn.Sequential(nn.Linear(4, 6), nn.Linear(6, 2)), "0.")),
         ("nn.Linear(5, 4) with its weight frozen", _frozen(nn.Linear(5, 4), "weight")),
-        ("nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 8), nn.Linear(8, 1)) with the middle layer frozen",
+        ("nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 8), nn.Linear(8, 1)) "
+         "with the middle layer frozen",
          _frozen(nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 8), nn.Linear(8, 1)), "2.")),
         ("a fully frozen nn.Linear(10, 10)", _frozen(nn.Linear(10, 10), "")),
     ]
@@ -154,7 +158,8 @@ def check_count_parameters(count_parameters):
             hint = ""
             if frozen and got == expected + frozen:
                 hint = " Frozen parameters (requires_grad=False) are not trainable: leave them out."
-            elif got == sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and "bias" not in n):
+            elif got == sum(p.numel() for n, p in model.named_parameters()
+                            if p.requires_grad and "bias" not in n):
                 hint = " Biases are trainable parameters too."
             elif got == len([p for p in model.parameters() if p.requires_grad]):
                 hint = " That is the number of parameter tensors; count their elements (numel)."
@@ -175,9 +180,11 @@ class _HostBatch(torch.Tensor):
 
 
 def _require_moved(tensor, device, what, name):
-    if isinstance(tensor, _HostBatch) or not isinstance(tensor, torch.Tensor) or tensor.device.type != device.type:
+    if (isinstance(tensor, _HostBatch) or not isinstance(tensor, torch.Tensor)
+            or tensor.device.type != device.type):
         where = tensor.device if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-        raise CheckFailed(f"{what}: the {name} reached the {'model' if name == 'inputs' else 'criterion'} as the "
+        receiver = "model" if name == "inputs" else "criterion"
+        raise CheckFailed(f"{what}: the {name} reached the {receiver} as the "
                           f"loader gave them ({where}), without `.to(device)`. Move every batch (inputs and "
                           "targets) to `device` before using it.")
 
@@ -259,7 +266,8 @@ def _regression_case(seed, n, d_in, d_out, dropout=0.0):
     X = torch.randn(n, d_in, generator=generator, dtype=torch.float64)
     y = torch.randn(n, d_out, generator=generator, dtype=torch.float64)
     torch.manual_seed(seed)
-    layers = [nn.Linear(d_in, 6), nn.Tanh()] + ([nn.Dropout(dropout)] if dropout else []) + [nn.Linear(6, d_out)]
+    middle = [nn.Dropout(dropout)] if dropout else []
+    layers = [nn.Linear(d_in, 6), nn.Tanh()] + middle + [nn.Linear(6, d_out)]
     return X, y, nn.Sequential(*layers).double(), nn.MSELoss()
 
 
@@ -268,7 +276,8 @@ def _classification_case(seed, n, d_in, classes, dropout=0.0):
     X = torch.randn(n, d_in, generator=generator, dtype=torch.float64)
     y = torch.randint(0, classes, (n,), generator=generator)
     torch.manual_seed(seed)
-    layers = [nn.Linear(d_in, 5), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else []) + [nn.Linear(5, classes)]
+    middle = [nn.Dropout(dropout)] if dropout else []
+    layers = [nn.Linear(d_in, 5), nn.ReLU()] + middle + [nn.Linear(5, classes)]
     return X, y, nn.Sequential(*layers).double(), nn.CrossEntropyLoss()
 
 
@@ -304,8 +313,8 @@ def check_train_one_epoch(train_one_epoch):
         _fill_grads(model, seed)  # stale gradients: the function must clear them before each backward
         optimizer = make_optimizer(model.parameters())
         before = [p.detach().clone() for p in model.parameters()]
-        got = student_call(train_one_epoch, model, _loader(X, y, batch_size), _RecordingLoss(loss, device, what),
-                           optimizer, device, what=what)
+        got = student_call(train_one_epoch, model, _loader(X, y, batch_size),
+                           _RecordingLoss(loss, device, what), optimizer, device, what=what)
 
         expected, batch_losses = _reference_pass(reference, X.to(device), y.to(device), batch_size, loss,
                                                  make_optimizer(reference.parameters()))
@@ -316,8 +325,8 @@ def check_train_one_epoch(train_one_epoch):
             raise CheckFailed(f"{what}: the model ran in eval mode. Call `model.train()` at the start: "
                               "dropout and batch norm behave differently while training.")
         if not all(grad for _, grad in model.calls):
-            raise CheckFailed(f"{what}: the forward pass ran with gradient tracking switched off (no_grad), so "
-                              "nothing can be learned.")
+            raise CheckFailed(f"{what}: the forward pass ran with gradient tracking switched off (no_grad), "
+                              "so nothing can be learned.")
         if len(model.calls) != batches:
             raise CheckFailed(f"{what}: the model was called {len(model.calls)} times for {batches} batches; "
                               "expected one forward pass per batch.")
@@ -328,9 +337,10 @@ def check_train_one_epoch(train_one_epoch):
         worst = max(rel_error(a.cpu(), r.detach().cpu()) for a, r in zip(after, reference.parameters()))
         if worst > 1e-6:
             raise CheckFailed(
-                f"{what}: after the epoch the parameters differ from those of a correct epoch (largest relative "
-                f"error {worst:.3g}). Each batch needs `optimizer.zero_grad()` (the model came in with stale "
-                "gradients), the forward pass, the loss, `loss.backward()` and one `optimizer.step()`, in that order.")
+                f"{what}: after the epoch the parameters differ from those of a correct epoch (largest "
+                f"relative error {worst:.3g}). Each batch needs `optimizer.zero_grad()` (the model came in "
+                "with stale gradients), the forward pass, the loss, `loss.backward()` and one "
+                "`optimizer.step()`, in that order.")
         if abs(value - expected) > 1e-7 * max(1.0, abs(expected)):
             raise CheckFailed(f"{what} returned {value:.8g}; the mean of the {batches} batch losses is "
                               f"{expected:.8g}.{_loss_hint(value, batch_losses, batch_size, n)}")
@@ -359,9 +369,10 @@ def check_evaluate(evaluate):
         _fill_grads(model, seed)
         params = [p.detach().clone() for p in model.parameters()]
         grads = [p.grad.clone() for p in model.parameters()]
+        torch.set_grad_enabled(True)
         try:
-            got = student_call(evaluate, model, _loader(X, y, batch_size), _RecordingLoss(loss, device, what), device,
-                               what=what)
+            got = student_call(evaluate, model, _loader(X, y, batch_size), _RecordingLoss(loss, device, what),
+                               device, what=what)
         finally:
             grad_left_off = not torch.is_grad_enabled()
             torch.set_grad_enabled(True)
@@ -373,8 +384,8 @@ def check_evaluate(evaluate):
         if not model.calls:
             raise CheckFailed(f"{what}: the model was never called.")
         if any(training for training, _ in model.calls):
-            raise CheckFailed(f"{what}: the model ran in training mode (dropout was active). Call `model.eval()` "
-                              "before evaluating.")
+            raise CheckFailed(f"{what}: the model ran in training mode (dropout was active). Call "
+                              "`model.eval()` before evaluating.")
         if any(grad for _, grad in model.calls):
             raise CheckFailed(f"{what}: the forward pass built an autograd graph. Evaluate inside "
                               "`with torch.no_grad():` to save the memory and time.")
@@ -423,8 +434,10 @@ def check_train_digits_classifier(train_digits_classifier, min_accuracy=0.93):
         X_train, X_test, y_train, y_test = train_test_split(X, y, test_fraction=0.25, seed=split_seed)
         X_train, X_test = standardize(X_train, X_test)
         X_train, X_test = X_train.astype(np.float32), X_test.astype(np.float32)
-        what = f"train_digits_classifier(X_train, y_train, device, seed={seed}) on a split of {len(X_train)} digits"
+        what = (f"train_digits_classifier(X_train, y_train, device, seed={seed}) "
+                f"on a split of {len(X_train)} digits")
         torch.manual_seed(0)
+        torch.set_grad_enabled(True)
         model = student_call(train_digits_classifier, X_train.copy(), y_train.copy(), device, seed=seed,
                              what=what, seconds=30)
         if not isinstance(model, nn.Module):
@@ -434,4 +447,5 @@ def check_train_digits_classifier(train_digits_classifier, min_accuracy=0.93):
                                     what=f"the model returned by {what}, on {len(X_test)} test digits")
         if accuracy < min_accuracy:
             raise CheckFailed(f"{what}: test accuracy {accuracy:.3f}, below the required {min_accuracy:.2f}. "
-                              "Train longer, or check the learning rate and the loss (CrossEntropyLoss on logits).")
+                              "Train longer, or check the learning rate and the loss "
+                              "(CrossEntropyLoss on logits).")
