@@ -28,7 +28,8 @@ def _train_ref(X, y, epochs, lr, strict=True, sign=1.0, bias=True, use_lr=True, 
     """
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
-    w, b = np.zeros(X.shape[1]), 0.0
+    w = np.zeros(X.shape[1])
+    b = 0.0
     step = lr if use_lr else 1.0
     closest = np.inf
     for _ in range(epochs):
@@ -129,7 +130,8 @@ def _predict_cases():
     cases.append(("w = 0 and b = 0.5 (every score is 0.5)", _dyadic(rng, (5, 3)), np.zeros(3), 0.5))
     X = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     cases.append(("tiny positive scores (2**-30)", X, np.array([2.0 ** -30, 2.0 ** -30]), 0.0))
-    cases.append(("b given as a numpy float64", _dyadic(rng, (6, 2)), np.array([1.0, 0.5]), np.float64(-0.125)))
+    cases.append(("b given as a numpy float64", _dyadic(rng, (6, 2)), np.array([1.0, 0.5]),
+                  np.float64(-0.125)))
     cases.append(("b given as a Python int", _dyadic(rng, (6, 2)), np.array([-1.0, 0.25]), 1))
     return cases
 
@@ -155,12 +157,12 @@ def _check_labels(out, X, w, b, what):
     if wrong.any():
         i = int(np.argwhere(wrong)[0, 0])
         z = float(np.asarray(X[i], float) @ np.asarray(w, float) + float(b))
-        if z == 0:
+        if float(b) != 0 and np.array_equal(out, (np.asarray(X, float) @ np.asarray(w, float) > 0)):
+            why = (f"the score X[i] @ w + b there is {z:.6g}. Your labels are those of X @ w > 0: the bias b "
+                   f"is missing from the score.")
+        elif z == 0:
             why = ("the score X[i] @ w + b is exactly 0 there: a point on the boundary belongs to class 0 "
                    "(1 only where the score is strictly greater than 0).")
-        elif np.array_equal(out, (X @ w > 0).astype(int)):
-            why = (f"the score there is {z:.6g}. Your labels are those of X @ w > 0: the bias b is "
-                   f"missing from the score.")
         else:
             why = f"the score X[i] @ w + b there is {z:.6g}, so the label must be {expected[i]}."
         raise CheckFailed(f"{what}: {int(wrong.sum())} of {n} labels are wrong; first at index {i} "
@@ -250,7 +252,8 @@ def _as_scalar(value, what):
 def check_perceptron_train(perceptron_train):
     for description, X, y, kwargs in _train_cases():
         epochs, lr = (10, 1.0) if kwargs is None else (kwargs["epochs"], kwargs["lr"])
-        call = "perceptron_train(X, y)" if kwargs is None else f"perceptron_train(X, y, epochs={epochs}, lr={lr})"
+        call = ("perceptron_train(X, y)" if kwargs is None
+                else f"perceptron_train(X, y, epochs={epochs}, lr={lr})")
         what = f"{call} on {description}, X of shape {X.shape}"
         results = []
         for _ in range(2):  # twice: the result must not depend on chance
@@ -259,7 +262,9 @@ def check_perceptron_train(perceptron_train):
             _unchanged(X_in, X, "X", what)
             _unchanged(y_in, y, "y", what)
             if not isinstance(result, (tuple, list)) or len(result) != 2:
-                got = type(result).__name__ + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "")
+                got = type(result).__name__
+                if isinstance(result, (tuple, list)):
+                    got += f" of length {len(result)}"
                 raise CheckFailed(f"{what}: must return a tuple (w, b); got a {got}.")
             w = as_array(result[0], f"{what}: w")
             b = _as_scalar(result[1], what)
@@ -271,7 +276,8 @@ def check_perceptron_train(perceptron_train):
                               f"as a 1-D array.")
         if w.dtype != np.float64:
             raise CheckFailed(f"{what}: w has dtype {w.dtype}, expected float64. Start from float zeros "
-                              f"(np.zeros(d)); zeros shaped like an integer X are integers.")
+                              f"such as np.zeros(d): integer zeros (or zeros shaped like an integer X) stay "
+                              f"integers.")
         if not np.isfinite(w).all():
             i = int(np.argwhere(~np.isfinite(w))[0, 0])
             raise CheckFailed(f"{what}: w contains {w[i]} at index {i}; expected finite weights.")
