@@ -56,6 +56,7 @@ def _write_json_atomically(path, data):
 
 
 _API = None
+RETRYABLE = ("database is locked", "UNIQUE constraint failed")
 
 
 def _init_worker(out, db_url):
@@ -71,7 +72,7 @@ def _autograde(student, unit):
     start = time.perf_counter()
     for attempt in range(3):  # SQLite may be busy for a moment with several writers
         result = _API.autograde(unit, student, force=True, create=True)
-        if result["success"] or "database is locked" not in result.get("error", ""):
+        if result["success"] or not any(m in result.get("error", "") for m in RETRYABLE):
             break
         time.sleep(1 + attempt)
     if result["success"]:
@@ -106,6 +107,15 @@ def prepare(submissions, out, root, units, db_url):
             if not result["success"]:
                 raise RuntimeError(f"could not set up {unit} in the gradebook:\n{result.get('error', '')}")
     return api
+
+
+def register_students(students, db_url):
+    """Create the students up front: two workers creating the same one at once would collide."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(db_url) as gradebook:
+        for student in sorted(students):
+            gradebook.update_or_create_student(student)
 
 
 def intake_class(submissions, out, units, report):
@@ -150,6 +160,7 @@ def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progr
     db_url = db_url or os.environ.get("NBGRADER_DB_URL") or f"sqlite:///{out / 'gradebook.db'}"
     prepare(submissions, out, root, units, db_url)
     gradable = intake_class(submissions, out, units, report)
+    register_students({student for student, _ in gradable}, db_url)
 
     ledger_path = out / "ledger.json"
     ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}

@@ -180,3 +180,23 @@ def test_cli_build_verify_and_publish(tmp_path):
     verified = run("verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "course verified" in verified.stdout
+
+
+def test_demo_grades_the_sample_class_as_described(tmp_path):
+    """The README's main job: every situation of the sample class lands where it should."""
+    from course_grading.demo import run_demo
+
+    report, problems = run_demo(tmp_path / "demo", progress=False)
+    assert problems == []
+    total = {s: sum(report.scores[s, u][0] for u in report.units) for s in report.students}
+    full = sum(report.scores["ada_full_solution", u][1] for u in report.units)
+    notes = {s: "; ".join(p for u in report.units for p in report.problems.get((s, u), [])) for s in report.students}
+    assert total["ada_full_solution"] == full and total["ben_unchanged_release"] == 0
+    for student in ("cara_classic_bugs", "dan_more_bugs", "eve_exception", "finn_infinite_loop"):
+        assert 0 < total[student] < full, student
+    assert "edited" in notes["gus_edited_tests"] and total["gus_edited_tests"] < full
+    assert "malformed" in notes["hana_malformed"]
+    assert "restored" in notes["ivy_deleted_test"] and total["ivy_deleted_test"] == full
+    assert "missing notebook" in notes["jon_missing_notebook"]
+    assert (tmp_path / "demo" / "grading" / "grades.csv").exists()
+    assert list((tmp_path / "demo" / "grading" / "feedback").glob("*/*/*.html"))
