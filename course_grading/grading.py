@@ -87,8 +87,8 @@ def _last_line(text):
     return lines[-1].strip() if lines else "unknown error"
 
 
-def prepare(submissions, out, root, units, db_url):
-    """Set up OUT as a course directory with every assignment in its gradebook; return the API."""
+def prepare(out, root, units, db_url):
+    """Set up OUT as a course directory with every assignment in its gradebook."""
     out.mkdir(parents=True, exist_ok=True)
     api = nbgrader_api(out, db_url=db_url)
     gradebook = api.gradebook
@@ -106,7 +106,6 @@ def prepare(submissions, out, root, units, db_url):
             result = api.generate_assignment(unit, force=True, create=True)
             if not result["success"]:
                 raise RuntimeError(f"could not set up {unit} in the gradebook:\n{result.get('error', '')}")
-    return api
 
 
 def register_students(students, db_url):
@@ -158,7 +157,7 @@ def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progr
     students = sorted(p.name for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
     report = ClassReport(out=out, students=students, units=units)
     db_url = db_url or os.environ.get("NBGRADER_DB_URL") or f"sqlite:///{out / 'gradebook.db'}"
-    prepare(submissions, out, root, units, db_url)
+    prepare(out, root, units, db_url)
     gradable = intake_class(submissions, out, units, report)
     register_students({student for student, _ in gradable}, db_url)
 
