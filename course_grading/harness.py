@@ -9,7 +9,8 @@ import inspect
 
 import numpy as np
 
-from course_utils.checks import CheckFailed, checking, expect_close, expect_numpy_only
+from course_utils.checks import (CheckFailed, checking, expect_close, expect_numpy_only,
+                                 referenced_packages)
 
 __all__ = ["CheckFailed", "checking", "expect_close", "hidden_check", "numerical_gradient_ref",
            "rel_error", "student_call"]
@@ -23,19 +24,9 @@ def _require_own(obj):
     module = getattr(obj, "__module__", None)
     if module != "__main__":
         raise CheckFailed(f"{name} must be defined in your notebook (it comes from module {module!r}).")
-    functions = [obj] if inspect.isfunction(obj) else \
-        [v for v in vars(obj).values() if inspect.isfunction(v)] if isinstance(obj, type) else []
-    for fn in functions:
-        code_objects = [fn.__code__]
-        while code_objects:
-            code = code_objects.pop()
-            code_objects += [c for c in code.co_consts if inspect.iscode(c)]
-            for ref in code.co_names:
-                target = fn.__globals__.get(ref)
-                origin = getattr(target, "__name__", "") if inspect.ismodule(target) else \
-                    getattr(target, "__module__", "") or ""
-                if origin.split(".")[0] == "course_grading":
-                    raise CheckFailed(f"{name} calls the grader's own code ({ref}); write your own.")
+    for ref, package in referenced_packages(obj).items():
+        if package == "course_grading":
+            raise CheckFailed(f"{name} calls the grader's own code ({ref}); write your own.")
 
 
 def hidden_check(numpy_only=False):

@@ -4,6 +4,7 @@ Every message names the output, the shape, the largest error and where it is. No
 knows a solution: the expected values always come from the test that calls these helpers.
 """
 import contextlib
+import inspect
 import signal
 import sys
 import threading
@@ -138,25 +139,32 @@ def expect_scalar(value, what):
     return number
 
 
-def uses_torch(function):
-    """Names of torch objects that `function` (or a class's methods) refers to through its globals."""
-    found = set()
-    functions = [function]
-    if isinstance(function, type):
-        functions = [v for v in vars(function).values() if hasattr(v, "__code__")]
-        functions += [getattr(v, "fget", None) for v in vars(function).values() if isinstance(v, property)]
-    for fn in filter(None, functions):
+def referenced_packages(obj):
+    """{global name: top-level package of what it names} for a function or a class's methods."""
+    if inspect.isfunction(obj):
+        functions = [obj]
+    elif isinstance(obj, type):
+        members = vars(obj).values()
+        functions = [v for v in members if inspect.isfunction(v)]
+        functions += [v.fget for v in members if isinstance(v, property) and v.fget]
+    else:
+        functions = []
+    found = {}
+    for fn in functions:
         code_objects = [fn.__code__]
         while code_objects:
             code = code_objects.pop()
-            code_objects += [c for c in code.co_consts if hasattr(c, "co_names")]
+            code_objects += [c for c in code.co_consts if inspect.iscode(c)]
             for name in code.co_names:
                 value = fn.__globals__.get(name)
-                module = getattr(value, "__name__", "") if type(value).__name__ == "module" else \
-                    getattr(value, "__module__", "") or ""
-                if module.split(".")[0] == "torch":
-                    found.add(name)
-    return sorted(found)
+                origin = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", "") or ""
+                found[name] = origin.split(".")[0]
+    return found
+
+
+def uses_torch(function):
+    """Names of torch objects that `function` (or a class's methods) refers to through its globals."""
+    return sorted(name for name, package in referenced_packages(function).items() if package == "torch")
 
 
 def expect_numpy_only(function, what):
