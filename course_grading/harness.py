@@ -1,45 +1,53 @@
 """What every hidden check shares: student-object hygiene, clean failures, float64 references.
 
-Hidden test cells call `check_*` functions of `course_grading.unitNN`; those are decorated with
-`hidden_check`, so a failure reaches the student as one message raised from here, with no frame
-(and no source line) of the reference code in the traceback nbgrader shows in its feedback.
+Hidden test cells call `course_utils.judge.hidden_check("unitNN.check_x", ...)`; the `check_x`
+functions of `course_grading.unitNN` run in the judge (course_grading.remote) on proxies of the
+student's objects and are decorated with `hidden_check`, so any failure becomes one message.
 """
 import functools
 import inspect
 
 import numpy as np
 
+from course_grading.remote import Remote, is_instance, type_name
 from course_utils.checks import (CheckFailed, checking, expect_close, expect_numpy_only,
                                  referenced_packages)
 
-__all__ = ["CheckFailed", "checking", "expect_close", "hidden_check", "numerical_gradient_ref",
-           "rel_error", "student_call"]
+__all__ = ["CheckFailed", "Remote", "checking", "expect_close", "hidden_check", "is_instance",
+           "numerical_gradient_ref", "rel_error", "student_call", "type_name"]
 
 
-def _require_own(obj):
+def require_own(obj, numpy_only=False):
     """Student objects must be written in the notebook, not imported from the grader or elsewhere."""
     name = getattr(obj, "__name__", type(obj).__name__)
-    if obj is None:
-        raise CheckFailed(f"{name} is None: define it in the exercise cell.")
     module = getattr(obj, "__module__", None)
     if module != "__main__":
         raise CheckFailed(f"{name} must be defined in your notebook (it comes from module {module!r}).")
     for ref, package in referenced_packages(obj).items():
         if package == "course_grading":
             raise CheckFailed(f"{name} calls the grader's own code ({ref}); write your own.")
+    if numpy_only and (inspect.isfunction(obj) or isinstance(obj, type)):
+        expect_numpy_only(obj, obj.__name__)
 
 
 def hidden_check(numpy_only=False):
-    """Decorate a check taking the student's objects: vet them, run, re-raise failures cleanly."""
+    """Decorate a check taking proxies of the student's objects: vet them, run, re-raise failures cleanly.
+
+    The check's parameter names are the names of the student's objects in the notebook.
+    """
     def decorate(check):
+        names = list(inspect.signature(check).parameters)
+
         @functools.wraps(check)
         def run(*student_objects, **options):
             failure = None
             try:
-                for obj in student_objects:
-                    _require_own(obj)
-                    if numpy_only and (inspect.isfunction(obj) or isinstance(obj, type)):
-                        expect_numpy_only(obj, obj.__name__)
+                for name, obj in zip(names, student_objects):
+                    if obj is None:
+                        raise CheckFailed(f"{name} is None: define it in the exercise cell.")
+                    if not isinstance(obj, Remote):
+                        raise CheckFailed(f"{name} must be a function or class defined in your notebook.")
+                    obj._channel.vet(obj, name, numpy_only)
                 check(*student_objects, **options)
             except CheckFailed as error:
                 failure = str(error)
@@ -47,15 +55,16 @@ def hidden_check(numpy_only=False):
                 failure = f"unexpected result: {type(error).__name__}: {error}"
             if failure is not None:
                 raise CheckFailed(failure)
-            print(f"{check.__name__}: all hidden checks passed")
         return run
     return decorate
 
 
 def student_call(fn, *args, what=None, seconds=10, **kwargs):
-    """Call a student function under `checking` and return its result."""
-    what = what or f"{getattr(fn, '__name__', 'your function')}(...)"
+    """Call a student function (a proxy) with a time limit; errors become CheckFailed naming `what`."""
+    what = what or f"{type_name(fn)}(...)"
     with checking(what, seconds=seconds):
+        if isinstance(fn, Remote):
+            return fn._channel.call(fn, args, kwargs, seconds=seconds)
         return fn(*args, **kwargs)
 
 

@@ -18,13 +18,53 @@ class CheckFailed(AssertionError):
     """A check failed; the message is written for the student."""
 
 
-def _student_location(tb):
-    """'line N of your cell: <code>' for the innermost frame that comes from a notebook cell."""
+def student_location(tb):
+    """' (in f, line N: `code`)' for the innermost frame that comes from a notebook cell, else ''."""
     where = ""
     for frame in traceback.extract_tb(tb):
         if "ipykernel" in frame.filename or frame.filename.startswith("<ipython-input"):
             where = f" (in {frame.name}, line {frame.lineno}: `{(frame.line or '').strip()}`)"
     return where
+
+
+class StudentError(Exception):
+    """An exception raised by student code in another process, described as data."""
+
+    def __init__(self, type_name, message, where=""):
+        super().__init__(message)
+        self.type_name, self.where = type_name, where
+
+
+_SPECIAL = {"NotImplementedError": NotImplementedError, "TimeoutError": TimeoutError,
+            "RecursionError": RecursionError}
+
+
+def student_error(described):
+    """The exception to raise for a description made by course_utils.judge.describe."""
+    special = _SPECIAL.get(described["type"])
+    if special is not None:
+        return special(described["message"])
+    return StudentError(described["type"], described["message"], described.get("where", ""))
+
+
+@contextlib.contextmanager
+def time_limit(seconds):
+    """Raise TimeoutError in the main thread after `seconds` (no limit where SIGALRM cannot be used)."""
+    timer = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    if not timer:
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise TimeoutError
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @contextlib.contextmanager
@@ -34,16 +74,9 @@ def checking(what, seconds=10):
     nbgrader scores a test cell that writes to stderr as zero, so numpy/torch warnings raised by a
     correct solution are swallowed here; the checks look for NaN and inf explicitly instead.
     """
-    timer = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
-    if timer:
-        def on_alarm(signum, frame):
-            raise TimeoutError
-
-        previous = signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
     failure = None
     try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
+        with time_limit(seconds), warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             yield
     except CheckFailed:
@@ -54,12 +87,10 @@ def checking(what, seconds=10):
         failure = f"{what}: did not finish within {seconds} s. Look for a loop that never ends."
     except RecursionError:
         failure = f"{what}: recursion too deep. Look for a function that calls itself without end."
+    except StudentError as error:
+        failure = f"{what} raised {error.type_name}: {error}{error.where}"
     except Exception as error:  # the student's code raised: report it, never crash the grader
-        failure = f"{what} raised {type(error).__name__}: {error}{_student_location(sys.exc_info()[2])}"
-    finally:
-        if timer:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
+        failure = f"{what} raised {type(error).__name__}: {error}{student_location(sys.exc_info()[2])}"
     if failure:
         raise CheckFailed(failure)
 

@@ -1,8 +1,208 @@
-"""The kernel's side of hidden checks (placeholder: local mode only, being replaced by the judge)."""
+"""The student kernel's side of a hidden check: answer the judge's requests, then show its verdict.
+
+A hidden test cell calls `hidden_check("unit03.check_linear_backward", linear_forward, linear_backward)`.
+Under grading, the environment variable COURSE_JUDGE names a socket of the judge, a process outside
+this kernel's sandbox that holds the check: it asks this kernel to call the student's functions on
+inputs it chooses, receives plain data back (course_utils.wire), computes the reference and
+compares, and records the verdict where this kernel cannot reach it. Elsewhere (an instructor
+running the source notebook, CI) the check is imported and runs here, through the same requests.
+Nothing in this module knows a solution or a check.
+"""
 import importlib
+import operator
+import os
+import socket
+import warnings
+
+import numpy as np
+
+from course_utils import wire
+from course_utils.checks import CheckFailed, student_location, time_limit
+
+OPERATORS = {name: getattr(operator, name) for name in (
+    "add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "neg", "pos", "abs",
+    "eq", "ne", "lt", "le", "gt", "ge", "truth", "getitem", "contains")}
+OPERATORS.update(float=float, int=int, len=len, bool=bool, str=str, repr=repr)
+RESOLVABLE = ("torch.", "numpy.", "math.", "course_utils.")
+MAX_TEXT = 2000
+
+
+class Kernel:
+    """Objects the judge refers to, and the requests it may make about them."""
+
+    def __init__(self, request_callback):
+        self.objects = {}
+        self.request_callback = request_callback  # sends a request to the judge and returns its reply
+
+    def ref(self, obj):
+        self.objects[len(self.objects) + 1] = obj
+        return {"$ref": [len(self.objects), type(obj).__name__]}
+
+    def resolve(self, tree):
+        kind, body = next(iter(tree.items()))
+        if kind == "$ref":
+            return self.objects[body[0]]
+        if kind == "$cb":
+            return _Callback(self, body)
+        raise wire.WireError(f"unknown reference {kind}")
+
+    def handle(self, message, buffers):
+        """(reply, reply buffers) for one request of the judge."""
+        out = []
+        try:
+            decode = lambda tree: wire.decode(tree, buffers, self.resolve)  # noqa: E731
+            op = message["op"]
+            seconds = float(message.get("seconds", 10))
+            if op == "call":
+                target, args, kwargs = decode(message["target"]), decode(message["args"]), decode(message["kwargs"])
+                with _student_code(seconds):
+                    result = target(*args, **kwargs)
+                mutable = [a for a in (*args, *kwargs.values())]
+                return {"ok": wire.encode(result, self.ref, out),
+                        "after": wire.encode(mutable, self.ref, out)}, out
+            if op == "getattr":
+                with _student_code(seconds):
+                    value = getattr(decode(message["target"]), message["name"])
+                return {"ok": wire.encode(value, self.ref, out)}, out
+            if op == "setattr":
+                with _student_code(seconds):
+                    setattr(decode(message["target"]), message["name"], decode(message["value"]))
+                return {"ok": None}, out
+            if op == "operator":
+                function = OPERATORS[message["name"]]
+                args = decode(message["args"])
+                with _student_code(seconds):
+                    value = function(*args)
+                return {"ok": wire.encode(value, self.ref, out)}, out
+            if op == "isinstance":
+                obj, cls = decode(message["args"])
+                return {"ok": isinstance(obj, cls)}, out
+            if op == "resolve":
+                path = message["path"]
+                if not path.startswith(RESOLVABLE):
+                    raise ValueError(f"{path} cannot be resolved")
+                module, name = path.rsplit(".", 1)
+                return {"ok": wire.encode(getattr(importlib.import_module(module), name), self.ref, out)}, out
+            raise ValueError(f"unknown request {op!r}")
+        except KeyboardInterrupt:  # the grader interrupting a cell that ran too long
+            raise
+        except BaseException as error:  # noqa: BLE001 - every failure of student code goes back as data
+            return {"error": describe(error)}, []
+
+
+def describe(error):
+    """A student's exception as plain data: its type, message and the notebook line it came from."""
+    return {"type": type(error).__name__, "message": _short(_safe_str(error)),
+            "where": student_location(error.__traceback__)}
+
+
+def _safe_str(error):
+    try:
+        return str(error)
+    except BaseException:  # noqa: BLE001 - a student's exception whose __str__ fails
+        return "<no message>"
+
+
+def _short(text):
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + " ..."
+
+
+class _student_code:
+    """Student code under a time limit, with warnings silenced (stderr zeroes an nbgrader cell)."""
+
+    def __init__(self, seconds):
+        self.limit = time_limit(seconds)
+        self.warnings = warnings.catch_warnings()
+        self.errstate = np.errstate(all="ignore")
+
+    def __enter__(self):
+        self.warnings.__enter__()
+        warnings.simplefilter("ignore")
+        self.errstate.__enter__()
+        self.limit.__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            self.limit.__exit__(*exc)
+        finally:
+            self.errstate.__exit__(*exc)
+            self.warnings.__exit__(*exc)
+        return False
+
+
+class _Callback:
+    """A function of the judge (say the f of a numerical gradient) that student code may call."""
+
+    def __init__(self, kernel, ident):
+        self.kernel, self.ident = kernel, ident
+
+    def __call__(self, *args, **kwargs):
+        buffers = []
+        tree = wire.encode([list(args), kwargs], self.kernel.ref, buffers)
+        reply, reply_buffers = self.kernel.request_callback({"op": "callback", "id": self.ident, "args": tree},
+                                                            buffers)
+        if "error" in reply:
+            raise RuntimeError(reply["error"]["message"])
+        return wire.decode(reply["ok"], reply_buffers, self.kernel.resolve)
+
+
+class _Connection:
+    """A socket to the judge: requests both ways, each answered before the next is read."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.kernel = Kernel(self.request)
+
+    def request(self, message, buffers=()):
+        wire.send(self.sock, {"req": message}, buffers)
+        return self.serve()
+
+    def serve(self):
+        """Answer the judge's requests until a reply (or the verdict) arrives; return it."""
+        while True:
+            message, buffers = wire.receive(self.sock)
+            if "req" in message:
+                reply, out = self.kernel.handle(message["req"], buffers)
+                wire.send(self.sock, {"rep": reply}, out)
+            else:
+                return message["rep"], buffers
 
 
 def hidden_check(name, *student_objects):
-    """Run hidden check `name` ('unit05.check_calculate_gain') on the student's objects."""
-    module, check = name.rsplit(".", 1)
-    getattr(importlib.import_module(f"course_grading.{module}"), check)(*student_objects)
+    """Run hidden check `name` ('unitNN.check_x') on the student's objects; raise CheckFailed if it fails."""
+    path = os.environ.get("COURSE_JUDGE")
+    if path:
+        verdict = _judged(path, name, student_objects)
+    else:
+        verdict = _local(name, student_objects)
+    if verdict.get("passed"):
+        print(f"{name.rsplit('.', 1)[-1]}: all hidden checks passed")
+        return
+    raise CheckFailed(verdict.get("message") or "the hidden check failed")
+
+
+def _judged(path, name, student_objects):
+    try:
+        connection = _Connection(path)
+    except OSError as error:
+        return {"passed": False, "message": f"could not reach the grader's judge ({error})"}
+    buffers = []
+    objects = [wire.encode(obj, connection.kernel.ref, buffers) for obj in student_objects]
+    try:
+        reply, _ = connection.request({"op": "begin", "check": name, "objects": objects}, buffers)
+    except (OSError, EOFError, wire.WireError) as error:
+        return {"passed": False, "message": f"the connection to the grader's judge broke ({error})"}
+    finally:
+        connection.sock.close()
+    return reply
+
+
+def _local(name, student_objects):
+    """The instructor's own run: the check from course_grading, through the judge's local channel."""
+    try:
+        runner = importlib.import_module("course_grading.remote")
+    except ImportError:
+        return {"passed": False, "message": "the hidden checks run only when the instructor grades"}
+    return runner.run_local(name, student_objects)
+
