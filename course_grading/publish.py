@@ -1,24 +1,255 @@
-"""`course publish DIR`: the student edition, with no solution, hidden test or hidden-check code."""
-import shutil
+"""`course publish DIR`: the student edition, with no solution, hidden test or hidden-check code.
+
+Publishing updates DIR in place: it writes the edition's files, removes those a previous edition
+wrote and this one no longer has (the list is DIR/.course-edition.json), and leaves everything else
+in DIR (.git, a CI file, a page of its own) alone.
+"""
+import fnmatch
+import json
+import re
+import subprocess
 from pathlib import Path
 
 from course_grading.course import ROOT
 
-EDITION = ("release", "notebooks", "course_utils", "pyproject.toml", "environment.yml", "LICENSE")
+MANIFEST = ".course-edition.json"
+COPIED = ("release", "notebooks", "course_utils", "pyproject.toml", "environment.yml", "LICENSE")
+COURSE_FOLDERS = (".git", "release", "notebooks", "course_utils", "course_grading", "source", "docs", "tests")
+SKIPPED = ("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info")
+SETUP_MARKERS = ("google.colab", "from course_utils import setup", "device = setup()")
+GUIDE_LAUNCH, GUIDE_NOTEBOOKS = "<!-- edition: launch -->", "<!-- edition: notebooks -->"
+
+SETUP_CELL = '''\
+# Setup: in Colab this installs the course helpers first; elsewhere it only picks the device.
+try:
+    import google.colab  # noqa: F401
+    %pip install -q "nn-course @ {pip_url}"
+    from google.colab import output
+    output.enable_custom_widget_manager()  # Colab then shows ipywidgets 8 widgets (the sliders)
+except ImportError:
+    pass
+from course_utils import setup
+device = setup()'''
+
+SETUP_CELL_NO_ADDRESS = '''\
+# Setup: picks the device. In Colab the course helpers (course_utils) must be installed first.
+try:
+    import google.colab  # noqa: F401
+    in_colab = True
+except ImportError:
+    in_colab = False
+try:
+    from course_utils import setup
+except ModuleNotFoundError:
+    if not in_colab:
+        raise
+    raise ModuleNotFoundError(
+        "This notebook needs the course helpers (course_utils), and this copy does not say where they "
+        "live. Ask for the address of the course's student edition and run, in a new cell,\\n"
+        "    %pip install \\"nn-course @ git+ADDRESS\\"\\n"
+        "then run this cell again.") from None
+device = setup()'''
 
 
-def publish(dest, root=ROOT):
-    """Write the student edition into `dest` (replacing what is there); return the files written."""
-    dest, root = Path(dest), Path(root)
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info")
-    for name in EDITION:
-        src = root / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=ignore)
-        elif src.exists():
-            shutil.copy2(src, dest / name)
-    shutil.copy2(root / "docs" / "STUDENT_GUIDE.md", dest / "README.md")
-    return sorted(p.relative_to(dest) for p in dest.rglob("*") if p.is_file())
+class PublishRefused(Exception):
+    """DIR is not a safe place for the student edition; nothing was written."""
+
+
+class Published(list):
+    """The edition's files (relative Paths), with what this publish `added`, `changed` and `removed`."""
+
+    def __init__(self, files, added, changed, removed):
+        super().__init__(files)
+        self.added, self.changed, self.removed = added, changed, removed
+
+
+def course_settings(root=ROOT):
+    """pyproject.toml's [tool.course] table: edition_url (where the student edition lives), edition_branch."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    table = tomllib.loads((Path(root) / "pyproject.toml").read_text()).get("tool", {}).get("course", {})
+    return {"edition_url": table.get("edition_url", ""), "edition_branch": table.get("edition_branch", "main")}
+
+
+def pip_url(edition_url):
+    """What pip installs the edition from: git+https://..., git+file:///... (a local repository path)."""
+    if not edition_url or edition_url.startswith("git+"):
+        return edition_url
+    return "git+" + (edition_url if "://" in edition_url else Path(edition_url).resolve().as_uri())
+
+
+def github_repo(edition_url):
+    """'owner/name' when the edition lives on GitHub (Colab and Binder open it from there), else None."""
+    found = re.fullmatch(r"(?:git\+)?https://github\.com/([\w.-]+/[\w.-]+?)(?:\.git)?/?", edition_url or "")
+    return found.group(1) if found else None
+
+
+def setup_cell(edition_url):
+    return SETUP_CELL.format(pip_url=pip_url(edition_url)) if edition_url else SETUP_CELL_NO_ADDRESS
+
+
+def edition_notebook(path, edition_url):
+    """The notebook's text with its setup cell pointing at the edition (left alone if it has none)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    first = next((c for c in nb.cells if c.cell_type == "code"), None)
+    if first is not None and all(m in first.source for m in SETUP_MARKERS):
+        first.source = setup_cell(edition_url)
+    return nbformat.writes(nb) + "\n"
+
+
+def _badge(image, alt, url):
+    return f"[![{alt}]({image})]({url})"
+
+
+def notebook_table(paths, repo, branch):
+    """Markdown: one row per unit, its lecture and assignment, each with an Open in Colab link on GitHub."""
+    units = {}
+    for path in paths:
+        if path.suffix == ".ipynb" and path.parts[0] in ("notebooks", "release"):
+            units.setdefault(path.name[:2], {})[path.parts[0]] = path
+
+    def cell(path):
+        if path is None:
+            return ""
+        link = f"[`{path.as_posix()}`]({path.as_posix()})"
+        if repo:
+            colab = f"https://colab.research.google.com/github/{repo}/blob/{branch}/{path.as_posix()}"
+            link += " " + _badge("https://colab.research.google.com/assets/colab-badge.svg", "Open in Colab", colab)
+        return link
+
+    rows = ["| unit | lecture | assignment |", "| --- | --- | --- |"]
+    for number, kinds in sorted(units.items()):
+        name = (kinds.get("notebooks") or kinds["release"]).stem[3:].replace("_", " ")
+        rows.append(f"| {number} {name} | {cell(kinds.get('notebooks'))} | {cell(kinds.get('release'))} |")
+    return "\n".join(rows)
+
+
+def launch_text(repo, branch):
+    if not repo:
+        return ("(The instructor has not set where this edition lives, so there are no Colab or Binder "
+                "links here: open the notebooks as described below.)")
+    binder = f"https://mybinder.org/v2/gh/{repo}/{branch}?urlpath=lab"
+    return (_badge("https://mybinder.org/badge_logo.svg", "Launch on Binder", binder)
+            + f" — the whole edition in JupyterLab on Binder (the first start builds `environment.yml`; "
+            f"later starts take seconds).\n\nRepository: https://github.com/{repo}")
+
+
+def edition_contents(root=ROOT, edition_url=None):
+    """{relative Path: bytes} of the student edition; edition_url defaults to the course setting."""
+    root = Path(root)
+    settings = course_settings(root)
+    edition_url = settings["edition_url"] if edition_url is None else edition_url
+    files = {}
+    for name in COPIED:
+        source = root / name
+        paths = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+        for path in paths:
+            relative = path.relative_to(root)
+            if any(fnmatch.fnmatch(part, pattern) for part in relative.parts for pattern in SKIPPED):
+                continue
+            files[relative] = (edition_notebook(path, edition_url).encode() if path.suffix == ".ipynb"
+                               else path.read_bytes())
+    repo, branch = github_repo(edition_url), settings["edition_branch"]
+    guide = (root / "docs" / "STUDENT_GUIDE.md").read_text()
+    guide = guide.replace(GUIDE_LAUNCH, launch_text(repo, branch))
+    guide = guide.replace(GUIDE_NOTEBOOKS, notebook_table(files, repo, branch))
+    files[Path("README.md")] = guide.encode()
+    return files
+
+
+def _within(path, folder):
+    return path == folder or folder in path.parents
+
+
+def check_destination(dest, root=ROOT, force=False):
+    """Raise PublishRefused unless publishing into `dest` can only touch the edition's own files."""
+    dest, root = Path(dest).expanduser().resolve(), Path(root).resolve()
+    if _within(root, dest):
+        raise PublishRefused(f"{dest} is the course root or contains it: publish into a folder of its own")
+    if dest == Path.home().resolve():
+        raise PublishRefused(f"{dest} is your home folder: publish into a folder of its own")
+    for name in COURSE_FOLDERS:
+        if _within(dest, root / name):
+            raise PublishRefused(f"{dest} is inside the course's own {name}: publish into a folder of its own")
+    if dest.exists() and not dest.is_dir():
+        raise PublishRefused(f"{dest} is not a folder")
+    if dest.is_dir() and not (dest / MANIFEST).exists() and not force:
+        others = sorted(p.name for p in dest.iterdir() if p.name != ".git")
+        if others:
+            raise PublishRefused(
+                f"{dest} holds files ({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}) and is not "
+                f"a student edition (no {MANIFEST}). Use --force to publish into it anyway: the edition's "
+                f"files are written, nothing else is touched or removed.")
+
+
+def previous_files(dest):
+    """The files a previous publish wrote into `dest` (from its manifest), checked to stay inside `dest`."""
+    manifest = dest / MANIFEST
+    if not manifest.exists():
+        return set()
+    names = json.loads(manifest.read_text())["files"]
+    paths = {Path(n) for n in names}
+    if any(p.is_absolute() or ".." in p.parts for p in paths):
+        raise PublishRefused(f"{manifest} lists a path outside {dest}: fix or delete it")
+    return paths
+
+
+def publish(dest, root=ROOT, force=False, edition_url=None):
+    """Write the student edition into `dest`, updating a previous one in place; see the module docstring."""
+    check_destination(dest, root, force)
+    dest = Path(dest).expanduser().resolve()
+    contents = edition_contents(root, edition_url)
+    old = previous_files(dest)
+    added, changed = [], []
+    for relative, data in sorted(contents.items()):
+        target = dest / relative
+        if target.is_file() and target.read_bytes() == data:
+            continue
+        (added if not target.exists() else changed).append(relative)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    removed = sorted(p for p in old - set(contents) if (dest / p).is_file())
+    for relative in removed:
+        (dest / relative).unlink()
+        for folder in (dest / relative).parents:
+            if folder == dest or any(folder.iterdir()):
+                break
+            folder.rmdir()
+    (dest / MANIFEST).write_text(json.dumps({
+        "about": "The files `course publish` wrote here; the next publish updates or removes exactly these.",
+        "files": sorted(p.as_posix() for p in contents)}, indent=1) + "\n")
+    return Published(sorted(contents), added, changed, removed)
+
+
+def is_repository(dest):
+    return (Path(dest) / ".git").exists()
+
+
+def check_can_commit(dest):
+    """Raise PublishRefused unless `dest` is a git repository with nothing staged by someone else."""
+    if not is_repository(dest):
+        raise PublishRefused(f"--commit: {dest} is not a git repository (run `git init` there, or clone it)")
+    staged = subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=dest)
+    if staged.returncode != 0:
+        raise PublishRefused(f"--commit: {dest} has staged changes of its own; commit or unstage them first")
+
+
+def commit_edition(dest, published):
+    """Commit exactly the edition's changes in the repository `dest`; returns the commit's summary line."""
+    dest = Path(dest).resolve()
+    paths = [p.as_posix() for p in (*published.added, *published.changed)]
+    git = lambda *args: subprocess.run(["git", *args], cwd=dest, check=True, capture_output=True, text=True)
+    git("add", "--", MANIFEST, *paths)
+    if published.removed:
+        git("rm", "-q", "--cached", "--ignore-unmatch", "--", *(p.as_posix() for p in published.removed))
+    if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=dest).returncode == 0:
+        return None
+    message = (f"Student edition: {len(published.added)} added, {len(published.changed)} changed, "
+               f"{len(published.removed)} removed")
+    git("commit", "-q", "-m", message)
+    return git("log", "-1", "--format=%h %s").stdout.strip()

@@ -1,0 +1,170 @@
+"""`course publish DIR` updates a student edition in place and never destroys what it does not own."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_grading.course import ROOT
+from course_grading.publish import MANIFEST, PublishRefused, publish
+from course_grading.verify import leak_problems
+from course_utils.cli import main as course
+
+PLACEHOLDER = "github.com/nn-fundamentals/nn-course-student"
+
+
+@pytest.fixture(autouse=True)
+def git_identity(monkeypatch):
+    for who in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{who}_NAME", "Course Staff")
+        monkeypatch.setenv(f"GIT_{who}_EMAIL", "staff@example.org")
+
+
+def git(repo, *args):
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+def first_code_cell(path):
+    return next(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+
+
+def edition_notebooks(edition):
+    return sorted([*edition.glob("notebooks/*.ipynb"), *edition.glob("release/*/*.ipynb")])
+
+
+def test_a_fresh_edition_has_everything_a_student_needs_and_leaks_nothing(tmp_path):
+    edition = tmp_path / "edition"
+    published = publish(edition, edition_url="https://github.com/someone/nn-student")
+    assert published.added == list(published) and published.changed == published.removed == []
+    for needed in ("README.md", "LICENSE", "pyproject.toml", "environment.yml", "course_utils/checks.py"):
+        assert Path(needed) in published
+    assert not any(p.parts[0] in ("course_grading", "source", "tests", "docs") for p in published)
+    assert json.loads((edition / MANIFEST).read_text())["files"] == [p.as_posix() for p in published]
+    assert leak_problems(edition) == []
+    assert len(edition_notebooks(edition)) >= 8
+    for notebook in edition_notebooks(edition):
+        cell = first_code_cell(notebook)
+        assert PLACEHOLDER not in cell and '"nn-course @ git+https://github.com/someone/nn-student"' in cell
+
+
+def test_republishing_changes_nothing_and_an_update_touches_only_the_editions_files(tmp_path):
+    edition = tmp_path / "clone"
+    publish(edition)
+    again = publish(edition)
+    assert again.added == again.changed == again.removed == []
+
+    # what a clone of the students' repository holds besides the edition
+    git(edition, "init", "-q")
+    git(edition, "add", "-A")
+    git(edition, "commit", "-q", "-m", "edition 1")
+    own = {".github/workflows/check.yml": "on: push\n", "NOTES.md": "office hours on Friday\n",
+           "release/NOTES.txt": "a file of ours inside an edition folder\n"}
+    for name, text in own.items():
+        (edition / name).parent.mkdir(parents=True, exist_ok=True)
+        (edition / name).write_text(text)
+    # an edited edition file, and one a previous edition had but this course no longer does
+    (edition / "README.md").write_text("edited by hand\n")
+    stale = Path("release/00_retired/00_retired.ipynb")
+    (edition / stale).parent.mkdir(parents=True)
+    (edition / stale).write_text("{}")
+    manifest = json.loads((edition / MANIFEST).read_text())
+    (edition / MANIFEST).write_text(json.dumps({**manifest, "files": manifest["files"] + [stale.as_posix()]}))
+    head = git(edition, "rev-parse", "HEAD")
+
+    update = publish(edition)
+    assert update.added == [] and update.changed == [Path("README.md")] and update.removed == [stale]
+    assert not (edition / stale).exists() and not (edition / stale).parent.exists()
+    assert all((edition / name).read_text() == text for name, text in own.items())
+    assert git(edition, "rev-parse", "HEAD") == head
+    git(edition, "fsck")  # the repository is intact
+    assert leak_problems(edition) == []
+
+
+@pytest.mark.parametrize("where", ["root", "parent", "filesystem root", "home", "inside release"])
+def test_refuses_the_course_root_folders_that_contain_it_and_the_courses_own_folders(where, capsys):
+    dest = {"root": ROOT, "parent": ROOT.parent, "filesystem root": Path("/"), "home": Path.home(),
+            "inside release": ROOT / "release" / "edition"}[where]
+    before = sorted(p.name for p in dest.iterdir()) if dest.exists() else None
+    with pytest.raises(PublishRefused):
+        publish(dest, force=True)
+    assert course(["publish", str(dest), "--force"]) == 2
+    assert "publish into a folder of its own" in capsys.readouterr().err
+    assert (sorted(p.name for p in dest.iterdir()) if dest.exists() else None) == before
+
+
+def test_a_folder_of_other_files_needs_force_and_keeps_them(tmp_path, capsys):
+    other = tmp_path / "project"
+    other.mkdir()
+    (other / "README.md").write_text("someone else's project\n")
+    (other / "data.csv").write_text("1,2\n")
+    assert course(["publish", str(other)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert sorted(p.name for p in other.iterdir()) == ["README.md", "data.csv"]
+
+    empty_repository = tmp_path / "new-repo"
+    empty_repository.mkdir()
+    git(empty_repository, "init", "-q")
+    assert publish(empty_repository).added  # a folder holding only .git counts as empty
+
+    forced = publish(other, force=True)
+    assert Path("README.md") in forced.changed and (other / "data.csv").read_text() == "1,2\n"
+
+
+def test_cli_prints_the_changes_and_commits_only_the_editions_files(tmp_path, capsys):
+    repo = tmp_path / "students"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "mine.txt").write_text("not part of the edition\n")
+    assert course(["publish", str(repo), "--force", "--commit"]) == 0
+    out = capsys.readouterr().out
+    assert "added    release/" in out and "removed  nothing" in out and "Student edition:" in out
+    committed = set(git(repo, "ls-files").split())
+    assert MANIFEST in committed and "README.md" in committed and "mine.txt" not in committed
+    assert git(repo, "status", "--porcelain").strip() == "?? mine.txt"
+
+    assert course(["publish", str(repo), "--commit", "--edition-url", "https://github.com/someone/nn"]) == 0
+    out = capsys.readouterr().out
+    assert "changed  notebooks/01_perceptron.ipynb" in out and "changed  README.md" in out
+    assert len(git(repo, "log", "--format=%h").split()) == 2 and "mine.txt" not in git(repo, "ls-files")
+
+    (repo / "notebooks" / "01_perceptron.ipynb").write_text("{}")  # a damaged copy is repaired
+    assert course(["publish", str(repo), "--commit", "--edition-url", "https://github.com/someone/nn"]) == 0
+    out = capsys.readouterr().out
+    assert "changed  notebooks/01_perceptron.ipynb" in out and "1 changed" in out and "nothing to commit" in out
+
+    not_repository = tmp_path / "plain"
+    assert course(["publish", str(not_repository), "--commit"]) == 2
+    assert "not a git repository" in capsys.readouterr().err and not not_repository.exists()
+
+
+def test_readme_links_every_notebook_to_colab_and_the_edition_to_binder(tmp_path):
+    edition = tmp_path / "edition"
+    publish(edition, edition_url="https://github.com/someone/nn-student.git")
+    readme = (edition / "README.md").read_text()
+    for notebook in edition_notebooks(edition):
+        path = notebook.relative_to(edition).as_posix()
+        assert f"https://colab.research.google.com/github/someone/nn-student/blob/main/{path})" in readme
+    assert readme.count("colab-badge.svg") == len(edition_notebooks(edition))
+    assert "https://mybinder.org/v2/gh/someone/nn-student/main?urlpath=lab" in readme
+    assert "<!--" not in readme
+
+
+def test_without_an_address_colab_is_told_how_to_get_the_helpers(tmp_path):
+    edition = tmp_path / "edition"
+    publish(edition, edition_url="")
+    assert "Colab" not in (edition / "README.md").read_text().split("## The notebooks")[1].split("##")[0]
+    cell = first_code_cell(edition / "notebooks" / "01_perceptron.ipynb")
+    assert PLACEHOLDER not in cell and "git+ADDRESS" in cell
+    colab = tmp_path / "stand-in" / "google" / "colab"
+    colab.mkdir(parents=True)
+    (colab / "__init__.py").write_text("")
+    # -S: no site-packages, so course_utils is not importable, as in a fresh Colab runtime
+    ran = subprocess.run([sys.executable, "-S", "-c", cell], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(tmp_path / "stand-in")})
+    assert ran.returncode == 1 and "ModuleNotFoundError" in ran.stderr
+    assert '%pip install "nn-course @ git+ADDRESS"' in ran.stderr and "run this cell again" in ran.stderr
+    outside = subprocess.run([sys.executable, "-S", "-c", cell], cwd=tmp_path, capture_output=True, text=True,
+                             env={})
+    assert "No module named 'course_utils'" in outside.stderr and "ADDRESS" not in outside.stderr
