@@ -1,0 +1,51 @@
+"""Unit 06 lecture claims, asserted on the lecture's own code and seeds (notebooks/06_batchnorm.ipynb)."""
+import math
+
+import numpy as np
+import pytest
+
+from tests.lectures import lecture
+
+
+@pytest.fixture(scope="module")
+def ns():
+    return lecture("06")
+
+
+def test_bn_reaches_the_target_loss_in_fewer_epochs(ns):
+    epochs = ns["epochs_to_target"]
+    assert epochs["BN before ReLU"] is not None, "the BN net never reached the target loss"
+    assert epochs["plain"] is None or epochs["BN before ReLU"] < epochs["plain"], epochs
+    assert ns["curves"]["BN before ReLU"][-1] < ns["curves"]["plain"][-1]
+
+
+def test_bn_trains_at_a_learning_rate_where_the_plain_net_fails(ns):
+    plain, bn = dict(zip(ns["SWEEP_LRS"], ns["sweep"]["plain"])), dict(zip(ns["SWEEP_LRS"], ns["sweep"]["BN"]))
+    both = set(ns["plain_fails"]) & set(ns["bn_trains"])
+    assert both, (plain, bn)
+    for lr in both:
+        assert plain[lr] > 0.9 * math.log(10) and bn[lr] < ns["TARGET_LOSS"]
+    plain_trains = [lr for lr, loss in plain.items() if loss < ns["TARGET_LOSS"]]
+    assert len(ns["bn_trains"]) > len(plain_trains), "BN should widen the range of usable learning rates"
+
+
+def test_both_bn_placements_beat_the_plain_net(ns):
+    epochs = ns["epochs_to_target"]
+    assert epochs["BN after ReLU"] is not None and epochs["BN before ReLU"] is not None
+
+
+def test_bn_holds_the_probed_unit_steady_while_the_plain_unit_drifts(ns):
+    bn_values = np.array([out[:, 0] for out in ns["bn_probe"].probe_log])
+    assert 0.5 < bn_values.std(axis=1).mean() < 2.0, "after BN the unit should have a spread near 1"
+    assert ns["drift"]["plain"] > 3 * ns["drift"]["BN"], ns["drift"]
+
+
+def test_running_statistics_follow_torch_conventions(ns):
+    assert np.allclose(ns["history"][-1], [3.0, 4.0], atol=[0.5, 1.5])
+
+
+def test_backward_properties_shown_in_the_lecture(ns):
+    dx, x_hat = ns["dx"].numpy(), ns["x_hat"].numpy()
+    assert np.abs(dx.sum(axis=0)).max() < 1e-10
+    assert np.abs((dx * x_hat).sum(axis=0)).max() < 1e-3 * np.abs(dx).max()  # zero but for eps
+    assert np.abs(ns["naive"].numpy() - dx).max() > 1e-3
