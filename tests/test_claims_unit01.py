@@ -1,0 +1,55 @@
+"""What lecture 01 shows, asserted on its own code and seeds: the perceptron settles on separable
+blobs and never on XOR, a narrower gap costs more updates, its learning rate only rescales, and
+Adaline's learning rate decides between convergence and divergence."""
+import numpy as np
+import pytest
+
+from tests.lectures import lecture
+
+
+@pytest.fixture(scope="module")
+def ns():
+    return lecture("01")
+
+
+def mistakes(per_epoch):
+    return [m for _, _, m in per_epoch]
+
+
+def test_perceptron_separates_the_blobs_and_never_xor(ns):
+    blobs = mistakes(ns["epochs_sep"])
+    first_clean = blobs.index(0)
+    assert blobs[first_clean:] == [0] * (len(blobs) - first_clean), "once clean, the blobs stay clean"
+    xor = mistakes(ns["epochs_xor"])
+    assert len(xor) == 30 and min(xor) > 0, "on XOR no epoch is free of mistakes"
+    assert min(xor) >= len(ns["y_xor"]) // 4, "a line gets a large part of XOR wrong, every epoch"
+
+
+def test_a_narrower_gap_needs_more_work(ns):
+    needed, totals = ns["needed"], ns["totals"]   # per gap, widest first
+    assert not np.isnan(needed).any(), "every separable gap converges within 30 epochs"
+    assert list(needed) == sorted(needed) and needed[-1] > needed[0]
+    assert min(totals[-2:]) > max(totals[:2])
+
+
+def test_the_perceptron_learning_rate_only_rescales(ns):
+    (w1, b1, _), (w001, b001, _) = ns["a"], ns["c"]
+    np.testing.assert_allclose(w001, 0.01 * w1, rtol=1e-12)
+    assert b001 == pytest.approx(0.01 * b1, rel=1e-12)
+
+
+def test_adaline_converges_below_the_limit_and_diverges_above(ns):
+    (small, good, large), curves = ns["curves"].keys(), ns["curves"]
+    assert float(large.split("=")[1]) == pytest.approx(1.1 * ns["limit"], rel=1e-2)
+    for name in (small, good):
+        assert np.all(np.diff(curves[name]) < 0), f"{name}: the loss falls at every epoch"
+    assert curves[large][-1] > 1e3 * curves[large][0], "above 2 / lambda_max the loss explodes"
+    assert np.all(np.diff(curves[large][-10:]) > 0)
+    assert np.all(np.diff([h["loss"] for h in ns["hist_ada"]]) <= 0)
+
+
+def test_adaline_on_xor_converges_in_loss_not_in_labels(ns):
+    losses = [h["loss"] for h in ns["hist_x"]]
+    assert abs(losses[-1] - losses[-10]) < 1e-6 * losses[-1], "the loss has settled"
+    wrong = ns["hist_x"][-1]["mistakes"] / len(ns["y_xor"])
+    assert 0.3 <= wrong <= 0.7, f"about half the XOR points stay wrong, got {wrong:.2f}"
