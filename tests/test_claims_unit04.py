@@ -1,0 +1,47 @@
+"""What lecture 04 shows, asserted on its own code and seeds: the digits MLP reaches the stated test
+accuracy (and a linear model nearly matches it), the housing net gets down to the data's noise
+level, Adam's first step moves every weight by lr, and dropout keeps the expectation in training
+and is the identity in eval."""
+import numpy as np
+import pytest
+import torch
+
+from tests.lectures import lecture
+
+
+@pytest.fixture(scope="module")
+def ns():
+    return lecture("04")
+
+
+def test_the_digits_net_reaches_the_stated_accuracy(ns):
+    assert ns["test_acc"] >= 0.95, "the lecture asserts at least 95% test accuracy"
+    assert ns["val_acc"] >= 0.92, "about 94-95% on the validation part"
+    history = ns["digit_history"]
+    assert history["train"][-1] < history["train"][0] / 10 and history["val"][-1] < history["val"][0] / 5
+
+
+def test_a_linear_model_is_about_as_good_on_digits(ns):
+    linear = ns["baseline"].score(ns["X_te"] / 16.0, ns["y_te"])
+    assert abs(linear - ns["test_acc"]) < 0.03, (linear, ns["test_acc"])
+
+
+def test_the_housing_net_reaches_the_noise_level(ns):
+    history = ns["house_history"]
+    rmse = ns["rmse_kusd"]["val"][-1]
+    assert 17 < rmse < 25, f"a validation RMSE near the 20 k$ noise is the best possible, got {rmse:.1f}"
+    assert history["val"][-1] < 1.5 * history["train"][-1], "no overfitting gap"
+    assert abs(ns["price"] - ns["rule"]) < 20, "the new house is priced within the noise of its rule"
+
+
+def test_adams_first_step_moves_every_weight_by_lr(ns):
+    change = (ns["first_w"].detach() - ns["before"]).abs().cpu().numpy()
+    np.testing.assert_allclose(change, 0.01, rtol=1e-3)
+
+
+def test_dropout_keeps_the_expectation_in_training_and_is_the_identity_in_eval(ns):
+    many = ns["many"]
+    assert (many == 0).float().mean().item() == pytest.approx(0.5, abs=0.01)
+    assert many.mean().item() == pytest.approx(1.0, abs=0.02)
+    dropout = ns["dropout"]
+    assert not dropout.training and torch.equal(dropout(ns["ones"]), ns["ones"])
