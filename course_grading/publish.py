@@ -75,10 +75,13 @@ def course_settings(root=ROOT):
 
 
 def pip_url(edition_url):
-    """What pip installs the edition from: git+https://..., git+file:///... (a local repository path)."""
+    """What pip installs the edition from: git+https://..., or git+file://localhost/... for a local
+    repository (pip rejects `name @ git+file:///path`: a URL there must name a host)."""
     if not edition_url or edition_url.startswith("git+"):
         return edition_url
-    return "git+" + (edition_url if "://" in edition_url else Path(edition_url).resolve().as_uri())
+    if "://" in edition_url:
+        return "git+" + edition_url
+    return "git+file://localhost" + Path(edition_url).expanduser().resolve().as_posix()
 
 
 def github_repo(edition_url):
