@@ -20,3 +20,13 @@ c.ClearOutput.remove_metadata_fields = ["collapsed", "scrolled", "execution"]
 # student's infinite loop at the top level of a cell costs this much wall time, once.
 c.Execute.timeout = 90
 c.Execute.interrupt_on_timeout = True
+
+# Autograde runs each kernel in a sandbox, with hidden checks judged outside it (course_grading.judge).
+from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern,  # noqa: E402
+                                    LimitOutput, SaveAutoGrades)
+
+from course_grading.judge import JudgedExecute  # noqa: E402
+
+c.Autograde.autograde_preprocessors = [JudgedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]

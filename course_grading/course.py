@@ -16,10 +16,11 @@ def units(root=ROOT, only=()):
     return names
 
 
-def nbgrader_api(course_root, db_url=None, quiet=True, **coursedir):
+def nbgrader_api(course_root, db_url=None, quiet=True, judge=None, **coursedir):
     """NbGraderAPI for `course_root`, with the project's nbgrader_config.py and overrides.
 
-    `coursedir` entries override CourseDirectory settings (e.g. release_directory=...).
+    `coursedir` entries override CourseDirectory settings (e.g. release_directory=...); `judge`
+    entries override JudgedExecute settings (sandboxed=..., incidents_dir=...).
     """
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
@@ -34,6 +35,8 @@ def nbgrader_api(course_root, db_url=None, quiet=True, **coursedir):
     config.CourseDirectory.db_url = db_url or f"sqlite:///{Path(course_root) / 'gradebook.db'}"
     for key, value in coursedir.items():
         setattr(config.CourseDirectory, key, value)
+    for key, value in (judge or {}).items():
+        setattr(config.JudgedExecute, key, value)
     if quiet:
         config.NbGraderAPI.log_level = "ERROR"
         logging.getLogger("traitlets").setLevel(logging.ERROR)

@@ -9,13 +9,14 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from course_grading import intake, samples
+from course_grading import intake, samples, sandbox
 from course_grading.course import ROOT, nbgrader_api, units as course_units
 
 
@@ -27,6 +28,8 @@ class ClassReport:
     scores: dict = field(default_factory=dict)      # (student, unit) -> (score, max_score)
     problems: dict = field(default_factory=dict)    # (student, unit) -> [text]
     graded: list = field(default_factory=list)      # (student, unit) graded in this run
+    rejected: dict = field(default_factory=dict)    # folder name -> why it was not graded
+    sandboxed: bool = True
     seconds: float = 0.0
 
     @property
@@ -59,12 +62,23 @@ _API = None
 RETRYABLE = ("database is locked", "UNIQUE constraint failed")
 
 
-def _init_worker(out, db_url):
+STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}")
+
+
+class SandboxUnavailable(RuntimeError):
+    """Untrusted notebooks would run with the instructor's powers: refuse unless told otherwise."""
+
+
+def _judge_settings(out, sandboxed):
+    return {"sandboxed": sandboxed, "incidents_dir": str(out / "incidents")}
+
+
+def _init_worker(out, db_url, sandboxed):
     """Each worker keeps one API; its stderr (kernel chatter, SQLAlchemy notes) goes to OUT/autograde.log."""
     global _API
     log = os.open(out / "autograde.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(log, 2)
-    _API = nbgrader_api(out, db_url=db_url)
+    _API = nbgrader_api(out, db_url=db_url, judge=_judge_settings(out, sandboxed))
 
 
 def _autograde(student, unit):
@@ -124,8 +138,9 @@ def intake_class(submissions, out, units, report):
         for unit in units:
             folder = submissions / student / unit
             target = out / "submitted" / student / unit
-            if not folder.is_dir():
-                report.problems[student, unit] = ["not submitted"]
+            if folder.is_symlink() or not folder.is_dir():
+                report.problems[student, unit] = ["a symbolic link, not a folder (not graded)"
+                                                  if folder.is_symlink() else "not submitted"]
                 shutil.rmtree(target, ignore_errors=True)
                 continue
             nb, reason = intake.read_submission(folder / f"{unit}.ipynb")
@@ -138,8 +153,10 @@ def intake_class(submissions, out, units, report):
             report.problems[student, unit] = problems
             target.mkdir(parents=True, exist_ok=True)
             for extra in folder.iterdir():  # data files a student handed in beside the notebook
-                if extra.is_file() and extra.name != f"{unit}.ipynb":
-                    shutil.copy2(extra, target / extra.name)
+                if extra.is_symlink():
+                    problems.append(f"symbolic link {ascii(extra.name)[1:-1]} ignored (review by hand)")
+                elif extra.is_file() and extra.name != f"{unit}.ipynb":
+                    shutil.copyfile(extra, target / extra.name)
             text = json.dumps(nb, sort_keys=True)
             gradable[student, unit] = _digest(text, (out / "source" / unit / f"{unit}.ipynb").read_bytes())
             if not (target / f"{unit}.ipynb").exists() or samples.read(target / f"{unit}.ipynb") != nb:
@@ -147,15 +164,43 @@ def intake_class(submissions, out, units, report):
     return gradable
 
 
-def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progress=True):
-    """Grade every student folder in `submissions` into `out`; return a ClassReport."""
+def student_folders(submissions):
+    """({valid student id: folder}, {rejected name: why}) of a submissions folder."""
+    students, rejected = {}, {}
+    for path in sorted(Path(submissions).iterdir()):
+        if path.name.startswith(".") and not path.is_symlink():
+            continue
+        if path.is_symlink():
+            rejected[path.name] = "a symbolic link, not a folder (not graded)"
+        elif not path.is_dir():
+            continue
+        elif not STUDENT_ID.fullmatch(path.name):
+            rejected[path.name] = ("folder name is not a valid student id (letters, digits and _.@+- only, "
+                                   "at most 64; not graded)")
+        else:
+            students[path.name] = path
+    return students, rejected
+
+
+def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progress=True, unsandboxed=False):
+    """Grade every student folder in `submissions` into `out`; return a ClassReport.
+
+    Kernels run sandboxed (course_grading.sandbox); where no sandbox can be made, grading is refused
+    unless `unsandboxed` is given, and every row then says it was graded unsandboxed.
+    """
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
+    why_not = sandbox.available()
+    if why_not and not unsandboxed:
+        raise SandboxUnavailable(f"cannot sandbox the students' kernels: {why_not}. Grading untrusted "
+                                 "notebooks without a sandbox gives their code your powers; pass --unsandboxed "
+                                 "only for trusted submissions.")
+    sandboxed = not why_not and not unsandboxed
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
     units = course_units(root, only)
-    students = sorted(p.name for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
-    report = ClassReport(out=out, students=students, units=units)
+    folders, rejected = student_folders(submissions)
+    report = ClassReport(out=out, students=sorted(folders), units=units, rejected=rejected, sandboxed=sandboxed)
     db_url = db_url or os.environ.get("NBGRADER_DB_URL") or f"sqlite:///{out / 'gradebook.db'}"
     prepare(out, root, units, db_url)
     gradable = intake_class(submissions, out, units, report)
@@ -180,8 +225,10 @@ def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progr
     _write_json_atomically(ledger_path, ledger)
 
     if todo:
+        for student, unit in todo:
+            (out / "incidents" / student / f"{unit}.json").unlink(missing_ok=True)
         with ProcessPoolExecutor(max_workers=max(1, jobs), initializer=_init_worker,
-                                 initargs=(out, db_url)) as pool:
+                                 initargs=(out, db_url, sandboxed)) as pool:
             futures = [pool.submit(_autograde, student, unit) for student, unit in todo]
             try:
                 for future in tqdm(as_completed(futures), total=len(futures), desc="autograde",
@@ -207,6 +254,12 @@ def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progr
         for note in ("error", "warning"):
             if entry.get(note):
                 report.problems.setdefault((student, unit), []).append(f"autograde: {entry[note]}")
+        incidents = out / "incidents" / student / f"{unit}.json"
+        if incidents.exists():
+            recorded = json.loads(incidents.read_text())
+            report.problems.setdefault((student, unit), []).extend(recorded["incidents"])
+            if not recorded.get("sandboxed", True):
+                report.problems[student, unit].append("graded unsandboxed")
     collect_scores(report, db_url)
     write_csvs(report, db_url)
     report.seconds = time.perf_counter() - start
@@ -248,6 +301,9 @@ def write_csvs(report, db_url):
             notes = "; ".join(f"{unit}: {p}" for unit in report.units for p in report.problems.get((student, unit), []))
             writer.writerow([student, *(f"{s:g}" for s, _ in row), f"{sum(s for s, _ in row):g}",
                              f"{sum(m for _, m in row):g}", notes])
+        maxima = [max((m for (_, u), (_, m) in report.scores.items() if u == unit), default=0) for unit in report.units]
+        for name, why in sorted(report.rejected.items()):
+            writer.writerow([ascii(name)[1:-1][:80], *("0" for _ in report.units), "0", f"{sum(maxima):g}", why])
     with open(report.cells_csv, "w", newline="") as f, Gradebook(db_url) as gradebook:
         writer = csv.writer(f)
         writer.writerow(["student_id", "unit", "cell", "score", "max_score"])
@@ -271,6 +327,9 @@ def table(report):
         notes = "; ".join(f"{u[:2]}: {p}" for u in report.units for p in report.problems.get((student, u), []))
         lines.append(f"{student:{width}}  " + "  ".join(f"{s:6.1f}" for s, _ in scores)
                      + f"  {sum(s for s, _ in scores):6.1f}/{sum(m for _, m in scores):g}  {notes}")
+    lines += [f"{ascii(name)[1:-1][:width]:{width}}  not graded: {why}" for name, why in sorted(report.rejected.items())]
+    if not report.sandboxed:
+        lines.append("WARNING: graded WITHOUT a sandbox (--unsandboxed): the students' code ran with your powers")
     lines += ["", f"grades:    {report.grades_csv}", f"per cell:  {report.cells_csv}",
               f"feedback:  {report.feedback_dir}/<student>/<unit>/<unit>.html",
               f"gradebook: {report.out / 'gradebook.db'}",

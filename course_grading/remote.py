@@ -10,6 +10,7 @@ computation and the comparison run here, in the judge, where student code cannot
 this process (an instructor running the source notebook, quickcheck), so both behave alike.
 """
 import ast
+import contextlib
 import importlib
 import socket
 
@@ -22,12 +23,17 @@ from course_utils.checks import CheckFailed, student_error
 class Remote:
     """A student's object living in their kernel; every use is a request to that kernel."""
 
-    __slots__ = ("_channel", "_ref", "_type")
+    __slots__ = ("_channel", "_ref", "_type", "_name")
 
-    def __init__(self, channel, ref, type_name):
+    def __init__(self, channel, ref, type_name, name=None):
         object.__setattr__(self, "_channel", channel)
         object.__setattr__(self, "_ref", ref)
         object.__setattr__(self, "_type", type_name)
+        object.__setattr__(self, "_name", name)
+
+    @property
+    def __name__(self):
+        return self._name or self._type
 
     def __call__(self, *args, **kwargs):
         return self._channel.call(self, args, kwargs)
@@ -72,6 +78,16 @@ def is_instance(obj, cls):
     return bool(obj._channel.ask({"op": "isinstance", "args": [obj, cls]}))
 
 
+@contextlib.contextmanager
+def global_replaced(fn, name, value):
+    """While checking `fn` (a proxy), its global `name` is `value` (a function of ours, called back)."""
+    previous = fn._channel.ask({"op": "setglobal", "target": fn, "name": name, "value": value})
+    try:
+        yield
+    finally:
+        fn._channel.ask({"op": "setglobal", "target": fn, "name": name, "value": previous})
+
+
 def type_name(obj):
     """The class name of a value, a proxy's as the kernel reported it."""
     return obj._type if isinstance(obj, Remote) else type(obj).__name__
@@ -85,7 +101,7 @@ class Channel:
 
     def ref_of(self, value):
         if isinstance(value, Remote):
-            return {"$ref": [value._ref, value._type]}
+            return {"$ref": [value._ref, value._type, value._name]}
         if callable(value):  # a function of the judge that student code may call back
             self.callbacks[len(self.callbacks) + 1] = value
             return {"$cb": len(self.callbacks)}
@@ -95,7 +111,8 @@ class Channel:
         kind, body = next(iter(tree.items()))
         if kind != "$ref":
             raise wire.WireError(f"unexpected {kind} from the kernel")
-        return Remote(self, body[0], str(body[1])[:80])
+        name = body[2] if len(body) > 2 and isinstance(body[2], str) else None
+        return Remote(self, body[0], str(body[1])[:80], name and name[:80])
 
     def ask(self, message, seconds=10):
         """Send one request, return its decoded answer; a student error is raised as an exception."""
@@ -111,9 +128,11 @@ class Channel:
             raise student_error(reply["error"])
         return wire.decode(reply["ok"], buffers, self.object_of)
 
-    def call(self, target, args, kwargs, seconds=10):
+    def call(self, target, args, kwargs, seconds=10, strict=False):
+        """target(*args, **kwargs) in the kernel; `strict` makes numpy's overflow and invalid warnings errors."""
         buffers = []
-        message = {"op": "call", "seconds": seconds, "target": wire.encode(target, self.ref_of, buffers),
+        message = {"op": "call", "seconds": seconds, "strict": strict,
+                   "target": wire.encode(target, self.ref_of, buffers),
                    "args": wire.encode(list(args), self.ref_of, buffers),
                    "kwargs": wire.encode(dict(kwargs), self.ref_of, buffers)}
         reply, reply_buffers = self.request(message, buffers, seconds)

@@ -15,6 +15,7 @@ import torch
 
 from course_grading.harness import (CheckFailed, expect_close, hidden_check, numerical_gradient_ref,
                                     student_call)
+from course_grading.remote import global_replaced
 from course_utils.checks import as_array, expect_scalar, expect_tuple
 
 __all__ = ["check_mse_gradients", "check_gradient_descent", "check_gradient_descent_batches",
@@ -210,20 +211,9 @@ _DIAGNOSES = {
 }
 
 
-@contextlib.contextmanager
 def _reference_mse_in(fn):
     """Point the name `mse_gradients` in the student's namespace at the reference while checking."""
-    namespace = fn.__globals__
-    missing = object()
-    saved = namespace.get("mse_gradients", missing)
-    namespace["mse_gradients"] = _ref_mse_gradients
-    try:
-        yield
-    finally:
-        if saved is missing:
-            namespace.pop("mse_gradients", None)
-        else:
-            namespace["mse_gradients"] = saved
+    return global_replaced(fn, "mse_gradients", _ref_mse_gradients)
 
 
 def _run_gd(fn, X, y, lr, epochs, batch_size, seed):

@@ -4,12 +4,10 @@ References are torch autograd in float64 and float64 centred differences. Caches
 the student's own forward function; upstream gradients are random (never all ones); ReLU inputs stay
 at least 0.1 away from the kink; every check uses several shapes, a batch of one included.
 """
-import warnings
-
 import numpy as np
 import torch
 
-from course_grading.harness import (CheckFailed, checking, expect_close, hidden_check,
+from course_grading.harness import (CheckFailed, checking, expect_close, hidden_check, is_instance,
                                     numerical_gradient_ref, student_call)
 from course_utils.checks import as_array, expect_scalar, expect_tuple
 
@@ -184,13 +182,10 @@ def _check_act_backward(kind, forward, backward, extra=()):
 def _stable_call(fn, x, what, advice):
     """Call fn(x) with numpy overflow / invalid / divide-by-zero turned into errors."""
     with checking(what):
-        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"), \
-                warnings.catch_warnings():
-            warnings.simplefilter("error")
-            try:
-                return fn(*x)
-            except (FloatingPointError, RuntimeWarning, OverflowError) as error:
-                raise CheckFailed(f"{what}: numpy reported '{error}'. {advice}") from None
+        try:
+            return fn._channel.call(fn, x, {}, strict=True)
+        except (FloatingPointError, RuntimeWarning, OverflowError) as error:
+            raise CheckFailed(f"{what}: numpy reported '{error}'. {advice}") from None
 
 
 _BIG = np.array([[-1000.0, -40.0, -1.5, 0.0, 1.5, 40.0, 1000.0]])
@@ -490,7 +485,7 @@ def _check_op(Value, op, a0, b0, c):
     with checking(f"Value: {where}, then out.backward()", seconds=5):
         a, b = Value(a0), Value(b0)
         out = op.fn(a, b, c)
-        if not isinstance(out, Value):
+        if not is_instance(out, Value):
             raise CheckFailed(f"Value: {where} returned {type(out).__name__}, expected a new Value.")
         out.backward()
         data, ga, gb = out.data, a.grad, b.grad

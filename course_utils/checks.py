@@ -36,7 +36,8 @@ class StudentError(Exception):
 
 
 _SPECIAL = {"NotImplementedError": NotImplementedError, "TimeoutError": TimeoutError,
-            "RecursionError": RecursionError}
+            "RecursionError": RecursionError, "FloatingPointError": FloatingPointError,
+            "RuntimeWarning": RuntimeWarning, "OverflowError": OverflowError}
 
 
 def student_error(described):

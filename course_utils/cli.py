@@ -43,9 +43,14 @@ def cmd_run(args):
 
 
 def cmd_grade(args):
-    from course_grading.grading import grade_class, table
+    from course_grading.grading import SandboxUnavailable, grade_class, table
 
-    report = grade_class(args.submissions, args.out, jobs=args.jobs, db_url=args.db, only=args.units)
+    try:
+        report = grade_class(args.submissions, args.out, jobs=args.jobs, db_url=args.db, only=args.units,
+                             unsandboxed=args.unsandboxed)
+    except SandboxUnavailable as error:
+        print(f"course grade: {error}", file=sys.stderr)
+        return 2
     print(table(report))
 
 
@@ -107,6 +112,8 @@ def parser():
     grade.add_argument("--jobs", type=int, default=2)
     grade.add_argument("--db", help="gradebook URL (default: sqlite in OUT, or $NBGRADER_DB_URL)")
     grade.add_argument("--units", nargs="*", default=(), help="grade only these units")
+    grade.add_argument("--unsandboxed", action="store_true",
+                       help="grade even where kernels cannot be sandboxed (trusted submissions only)")
     publish = command("publish", cmd_publish, "write or update the student edition in DIR (nothing else in DIR "
                       "is touched; files the previous edition wrote and this one lacks are removed)")
     publish.add_argument("dir", type=Path)

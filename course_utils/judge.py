@@ -36,7 +36,8 @@ class Kernel:
 
     def ref(self, obj):
         self.objects[len(self.objects) + 1] = obj
-        return {"$ref": [len(self.objects), type(obj).__name__]}
+        name = getattr(obj, "__name__", None) if callable(obj) else None
+        return {"$ref": [len(self.objects), type(obj).__name__, name if isinstance(name, str) else None]}
 
     def resolve(self, tree):
         kind, body = next(iter(tree.items()))
@@ -55,7 +56,7 @@ class Kernel:
             seconds = float(message.get("seconds", 10))
             if op == "call":
                 target, args, kwargs = decode(message["target"]), decode(message["args"]), decode(message["kwargs"])
-                with _student_code(seconds):
+                with _student_code(seconds, strict=message.get("strict", False)):
                     result = target(*args, **kwargs)
                 mutable = [a for a in (*args, *kwargs.values())]
                 return {"ok": wire.encode(result, self.ref, out),
@@ -74,6 +75,15 @@ class Kernel:
                 with _student_code(seconds):
                     value = function(*args)
                 return {"ok": wire.encode(value, self.ref, out)}, out
+            if op == "setglobal":  # e.g. the judge's reference for a helper the checked function calls
+                namespace = decode(message["target"]).__globals__
+                previous = namespace.get(message["name"], _MISSING)
+                value = decode(message["value"])
+                if value is None:
+                    namespace.pop(message["name"], None)
+                else:
+                    namespace[message["name"]] = value
+                return {"ok": None if previous is _MISSING else wire.encode(previous, self.ref, out)}, out
             if op == "isinstance":
                 obj, cls = decode(message["args"])
                 return {"ok": isinstance(obj, cls)}, out
@@ -107,17 +117,25 @@ def _short(text):
     return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + " ..."
 
 
-class _student_code:
-    """Student code under a time limit, with warnings silenced (stderr zeroes an nbgrader cell)."""
+_MISSING = object()
 
-    def __init__(self, seconds):
+
+class _student_code:
+    """Student code under a time limit, with warnings silenced (stderr zeroes an nbgrader cell).
+
+    `strict` turns numpy's overflow, invalid and divide warnings into exceptions instead.
+    """
+
+    def __init__(self, seconds, strict=False):
         self.limit = time_limit(seconds)
         self.warnings = warnings.catch_warnings()
-        self.errstate = np.errstate(all="ignore")
+        self.strict = strict
+        self.errstate = (np.errstate(over="raise", invalid="raise", divide="raise", under="ignore") if strict
+                         else np.errstate(all="ignore"))
 
     def __enter__(self):
         self.warnings.__enter__()
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("error" if self.strict else "ignore")
         self.errstate.__enter__()
         self.limit.__enter__()
 

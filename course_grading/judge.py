@@ -1,0 +1,280 @@
+"""Autograding with verdicts the student's kernel cannot forge: `JudgedExecute`, nbgrader's Execute
+step with a sandboxed kernel and a judge beside it.
+
+For each graded test cell, the judge (a thread of the grading process, outside the sandbox) expects
+the hidden checks that the cell's original source names. While the cell runs, the kernel's
+`hidden_check(...)` connects to the judge's socket; the judge runs the check there, calling the
+student's functions through requests (course_grading.remote). When the cell ends, any expected
+check that did not pass (or never ran) becomes an error output of the cell, whatever the kernel
+printed, so nbgrader scores the cell 0. A kernel that dies or stops answering is replaced: the
+notebook's earlier cells are replayed in a fresh kernel and grading goes on with the next cell.
+What went wrong is written to `incidents_dir/<student>/<unit>.json` for grades.csv.
+"""
+import ast
+import copy
+import json
+import os
+import socket
+import tempfile
+import threading
+from pathlib import Path
+
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbformat import NotebookNode
+from traitlets import Bool, Integer, Unicode
+
+from course_grading import remote, sandbox, samples
+from course_utils import wire
+from nbgrader.preprocessors import Execute
+
+
+def hidden_checks_in(source):
+    """Names of the hidden checks a test cell's source calls: hidden_check("unitNN.check_x", ...)."""
+    names = []
+    for node in ast.walk(remote._parse(source)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "hidden_check" \
+                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            names.append(node.args[0].value)
+    return names
+
+
+class _Cell:
+    def __init__(self, grade_id, checks, sources):
+        self.grade_id, self.checks, self.sources = grade_id, checks, sources
+        self.verdicts = {}
+
+
+class Judge:
+    """Runs the hidden checks of one notebook for the requests of its (sandboxed) kernel."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(self.path)
+        os.chmod(self.path, 0o777)
+        self.server.listen(8)
+        self.lock = threading.Lock()
+        self.cell = None
+        self.incidents = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def begin_cell(self, grade_id, checks, sources):
+        with self.lock:
+            self.cell = _Cell(grade_id, checks, sources)
+
+    def end_cell(self):
+        """{check: verdict} of the cell that just ran (checks still running then count as not run)."""
+        with self.lock:
+            cell, self.cell = self.cell, None
+            return dict(cell.verdicts) if cell else {}
+
+    def close(self):
+        self.server.close()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    self._handle(conn)
+                except Exception as error:  # noqa: BLE001 - a broken connection costs that check only
+                    self.incidents.append(f"a connection to the judge failed ({type(error).__name__})")
+
+    def _handle(self, conn):
+        conn.settimeout(30)
+        message, buffers = wire.receive(conn)
+        begin = message.get("req", {})
+        name = str(begin.get("check", ""))[:100]
+        with self.lock:
+            cell = self.cell
+        if cell is None or name not in cell.checks or name in cell.verdicts:
+            where = f"in cell {cell.grade_id}" if cell else "outside a test cell"
+            self.incidents.append(f"the notebook asked the judge for check {name!r} {where} (not allowed)")
+            wire.send(conn, {"rep": {"passed": False, "message": "this hidden check may not run here"}})
+            return
+        channel = remote.SocketChannel(conn, cell.sources)
+        try:
+            objects = wire.decode(begin["objects"], buffers, channel.object_of)
+            verdict = remote.run(name, channel, objects)
+        except Exception as error:  # noqa: BLE001 - malformed objects from the kernel
+            verdict = {"passed": False, "message": f"the grader could not run {name} ({type(error).__name__})"}
+        with self.lock:
+            if self.cell is cell:
+                cell.verdicts[name] = verdict
+        wire.send(conn, {"rep": verdict})
+
+
+class SandboxedKernelManager:
+    """Mixed into the kernel manager class: the kernel command runs in the sandbox (or just beside the judge)."""
+
+    def format_kernel_cmd(self, extra_arguments=None):
+        command = super().format_kernel_cmd(extra_arguments)
+        if os.path.exists(self.connection_file):
+            os.chmod(self.connection_file, 0o644)
+        env = {"COURSE_JUDGE": self.judge_path}
+        if not self.sandboxed:
+            return ["env", *(f"{k}={v}" for k, v in env.items()), *command]
+        return sandbox.command(self.folder, self.work, command, uid=self.uid, env=env)
+
+
+class JudgedExecute(Execute):
+    """nbgrader's Execute with a sandboxed kernel, judged hidden checks and kernel recovery."""
+
+    sandboxed = Bool(True, help="Run the kernel in a bubblewrap sandbox (False only for trusted code)").tag(config=True)
+    incidents_dir = Unicode("", help="Where to write what went wrong per notebook (JSON)").tag(config=True)
+    output_limit = Integer(2_000_000, help="Characters of output kept per cell").tag(config=True)
+
+    def preprocess(self, nb, resources=None, km=None):
+        resources = resources or {}
+        self.incidents = []
+        with tempfile.TemporaryDirectory(prefix="cg-") as folder:
+            folder = Path(folder)
+            self.uid = sandbox.sandbox_uid() if self.sandboxed else None
+            submission = resources.get("metadata", {}).get("path") or os.getcwd()
+            self.work = sandbox.prepare_folder(folder, submission, self.uid)
+            self.folder = folder
+            self.judge = Judge(folder / "judge.sock")
+            try:
+                self._run_all(nb, resources)
+            finally:
+                self.judge.close()
+        self.incidents += self.judge.incidents
+        self._write_incidents(resources)
+        return self.nb, self.resources
+
+    def create_kernel_manager(self):
+        base = self.kernel_manager_class
+        manager_class = type("SandboxedKernel", (SandboxedKernelManager, base), {})
+        self.km = manager_class(kernel_name=self.kernel_name or "python3", config=self.config,
+                                transport="ipc", ip=str(self.folder / "ipc" / "k"),
+                                connection_file=str(self.folder / "kernel.json"))
+        self.km.folder, self.km.work, self.km.uid = self.folder, self.work, self.uid
+        self.km.judge_path, self.km.sandboxed = self.judge.path, self.sandboxed
+        return self.km
+
+    def _run_all(self, nb, resources):
+        from nbclient import NotebookClient
+
+        NotebookClient.__init__(self, nb, None)
+        self.reset_execution_trackers()
+        self._check_assign_resources(resources)
+        self.output_sizes = {}
+        self.executed = set()
+        start = 0
+        while start < len(self.nb.cells):
+            start = self._run_from(start, resources)
+        for index, cell in enumerate(self.nb.cells):  # a test cell that never ran earns nothing
+            if samples.is_test(cell) and index not in self.executed:
+                cell.outputs = [_error("NotRun", "This test cell did not run: the notebook's kernel failed "
+                                                 "before it (see the cells above).")]
+
+    def _run_from(self, start, resources):
+        """Run cells from `start` in a fresh kernel (replaying earlier code cells); the next start."""
+        self.km = None
+        try:
+            with self.setup_kernel():
+                info = self.wait_for_reply(self.kc.kernel_info())
+                self.nb.metadata["language_info"] = info["content"]["language_info"]
+                self._replay(start)
+                for index in range(start, len(self.nb.cells)):
+                    cell = self.nb.cells[index]
+                    try:
+                        self.preprocess_cell(cell, resources, index)
+                    except (DeadKernelError, CellTimeoutError, RuntimeError) as error:
+                        self._lost_kernel(cell, index, error)
+                        return index + 1
+                    if self._timed_out and not self._responsive():
+                        self._lost_kernel(cell, index, "it ignored the interrupt after the time limit")
+                        return index + 1
+        except (DeadKernelError, RuntimeError) as error:  # died while shutting down or replaying
+            self.incidents.append(f"the kernel failed ({type(error).__name__}: {str(error)[:100]})")
+        return len(self.nb.cells)
+
+    def _replay(self, upto):
+        """Re-run the earlier non-test code cells in a fresh kernel, their outputs discarded."""
+        for index in range(upto):
+            cell = self.nb.cells[index]
+            if cell.cell_type == "code" and not samples.is_test(cell):
+                self.execute_cell(copy.deepcopy(cell), index, store_history=False)
+
+    def _lost_kernel(self, cell, index, error):
+        what = samples.grade_id(cell) or f"cell {index + 1}"
+        reason = error if isinstance(error, str) else ("the kernel died" if isinstance(error, DeadKernelError)
+                                                       else "the kernel stopped responding")
+        self.incidents.append(f"{what} stopped the kernel ({reason}); later cells ran in a fresh kernel")
+        cell.outputs = list(cell.get("outputs", [])) + [_error(
+            "KernelLost", f"This cell stopped the notebook's kernel ({reason}). The cells after it were "
+                          "graded in a fresh kernel.")]
+        if samples.is_test(cell):
+            self.judge.end_cell()
+
+    def _responsive(self):
+        """Whether the kernel answers within 10 s after an interrupted cell (one that ignores SIGINT won't)."""
+        timeout, self.timeout = self.timeout, 10
+        try:
+            return self.wait_for_reply(self.kc.kernel_info()) is not None
+        except Exception:  # noqa: BLE001 - dead or deaf: either way, replace it
+            return False
+        finally:
+            self.timeout = timeout
+
+    def preprocess_cell(self, cell, resources, index):
+        checks = hidden_checks_in(cell.source) if samples.is_test(cell) else []
+        if checks:
+            sources = [c.source for c in self.nb.cells[:index] if c.cell_type == "code"]
+            self.judge.begin_cell(samples.grade_id(cell), checks, sources)
+        self._timed_out = False
+        self.executed.add(index)
+        cell, resources = super().preprocess_cell(cell, resources, index)
+        if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", [])):
+            self._timed_out = True
+        if checks:
+            self._enforce(cell, checks, self.judge.end_cell())
+        return cell, resources
+
+    def _enforce(self, cell, checks, verdicts):
+        """Add the judge's failures to the cell's outputs (nbgrader then scores it 0)."""
+        problems = []
+        for name in checks:
+            verdict = verdicts.get(name)
+            if verdict is None:
+                problems.append(f"{name.split('.')[-1]}: the hidden check did not run (the cell stopped "
+                                "before it, or the call to the grader was changed).")
+            elif not verdict["passed"]:
+                problems.append(verdict["message"])
+        if not problems:
+            return
+        message = "\n".join(problems)
+        shown = any(o.get("output_type") == "error" and o.get("evalue") == message for o in cell.outputs)
+        if not shown:
+            cell.outputs.append(_error("CheckFailed", message))
+
+    def output(self, outs, msg, display_id, cell_index):
+        content = msg.get("content", {})
+        size = len(str(content.get("text", ""))) + sum(len(str(v)) for v in content.get("data", {}).values())
+        total = self.output_sizes.get(cell_index, 0) + size
+        self.output_sizes[cell_index] = total
+        if total > self.output_limit:
+            if total - size <= self.output_limit:
+                what = samples.grade_id(self.nb.cells[cell_index]) or f"cell {cell_index + 1}"
+                self.incidents.append(f"{what} printed more than {self.output_limit:,} characters (cut)")
+                outs.append(NotebookNode(output_type="stream", name="stdout",
+                                         text=f"\n[output cut after {self.output_limit:,} characters]\n"))
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+    def _write_incidents(self, resources):
+        info = resources.get("nbgrader", {})
+        if not self.incidents_dir or not info.get("student"):
+            return
+        path = Path(self.incidents_dir) / info["student"] / f"{info.get('assignment', 'unit')}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"incidents": self.incidents, "sandboxed": self.sandboxed}, indent=1))
+
+
+def _error(ename, message):
+    return NotebookNode(output_type="error", ename=ename, evalue=message,
+                        traceback=[f"\x1b[0;31m{ename}\x1b[0m: {message}"])

@@ -1,0 +1,113 @@
+"""A bubblewrap sandbox for each kernel that runs a student's notebook.
+
+The kernel sees the Python environment and course_utils read-only, its own folder (a private copy
+of one submission) read-write, and nothing else of the machine's files: no gradebook, no other
+student, no source/, no course_grading. It has no network (it talks to its manager and the judge
+over unix sockets in its folder), runs as an unprivileged user when the grader is root, and has
+limits on memory, processes, CPU time, file size and open files.
+"""
+import os
+import shutil
+import sys
+from pathlib import Path
+
+
+LIMITS = {"as": 6 << 30, "nproc": 512, "cpu": 900, "fsize": 256 << 20, "nofile": 512, "core": 0}
+KEEP_ENV = ("LANG", "LC_ALL", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+            "TZ")
+
+
+def available():
+    """'' when kernels can be sandboxed here, else why not."""
+    if sys.platform != "linux":
+        return f"bubblewrap sandboxes need Linux (this is {sys.platform})"
+    if not shutil.which("bwrap"):
+        return "bubblewrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
+    probe = os.popen(f"{shutil.which('bwrap')} {' '.join(_namespaces())} --ro-bind / / true 2>&1").read()
+    if probe.strip():
+        return f"bubblewrap cannot make namespaces here ({probe.strip().splitlines()[-1]})"
+    return ""
+
+
+def _namespaces():
+    unshare = ["--unshare-net", "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
+    return unshare if os.geteuid() == 0 else ["--unshare-user", *unshare]
+
+
+def _ro_bind(path, made):
+    """Arguments binding `path` read-only, its missing parents created world-readable."""
+    args = []
+    for parent in reversed(Path(path).parents[:-1]):
+        if str(parent) not in made:
+            made.add(str(parent))
+            args += ["--perms", "0755", "--dir", str(parent)]
+    made.add(str(path))
+    return args + ["--ro-bind", str(path), str(path)]
+
+
+def readonly_paths():
+    """What a kernel needs to read: the interpreter, the environment, course_utils, system files."""
+    import course_utils
+    paths = {Path(sys.base_prefix).resolve(), Path(sys.prefix), Path(course_utils.__file__).resolve().parent}
+    for name in ("matplotlib", "torch"):  # packages outside sys.prefix (user or system installs)
+        module = sys.modules.get(name)
+        if module is not None:
+            paths.add(Path(module.__file__).resolve().parents[1])
+    return sorted(p for p in paths if p.exists() and not str(p).startswith(("/usr/", "/etc/")))
+
+
+def command(folder, workdir, argv, uid=None, env=None):
+    """The command line that runs `argv` sandboxed, with `folder` (holding `workdir`) writable."""
+    folder, workdir = Path(folder), Path(workdir)
+    args = [shutil.which("bwrap"), "--die-with-parent", *_namespaces(), "--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "lib", "lib64", "sbin", "lib32", "libx32"):
+        top = Path("/") / name
+        if top.is_symlink():
+            args += ["--symlink", os.readlink(top), str(top)]
+        elif top.is_dir():
+            args += ["--ro-bind", str(top), str(top)]
+    args += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    made = {"/", "/usr", "/etc", "/tmp"}
+    for path in readonly_paths():
+        args += _ro_bind(path, made)
+    for parent in reversed(folder.parents[:-1]):
+        if str(parent) not in made:
+            made.add(str(parent))
+            args += ["--perms", "0755", "--dir", str(parent)]
+    args += ["--bind", str(folder), str(folder), "--chdir", str(workdir), "--clearenv"]
+    variables = {k: os.environ[k] for k in KEEP_ENV if k in os.environ}
+    variables.update(HOME=str(workdir), PATH=f"{Path(sys.prefix) / 'bin'}:/usr/bin:/bin",
+                     MPLCONFIGDIR=str(folder / "mpl"), PYTHONDONTWRITEBYTECODE="1", **(env or {}))
+    for key, value in variables.items():
+        args += ["--setenv", key, value]
+    args.append("--")
+    if uid is not None and os.geteuid() == 0:
+        args += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
+                 "--bounding-set=-all"]
+    limits = [f"--{name}={value}" for name, value in LIMITS.items()]
+    return args + ["prlimit", *limits, "--", *argv]
+
+
+def prepare_folder(folder, submission, uid):
+    """Fill `folder` with a private copy of the submission folder (plain files only); return work/."""
+    folder = Path(folder)
+    work = folder / "work"
+    work.mkdir(parents=True)
+    (folder / "mpl").mkdir()
+    (folder / "ipc").mkdir()  # the kernel's own sockets
+    for item in Path(submission).iterdir():
+        if item.is_file() and not item.is_symlink():
+            shutil.copyfile(item, work / item.name)
+    cache = Path.home() / ".cache" / "matplotlib"
+    for font_list in cache.glob("fontlist-*.json"):  # spares each kernel matplotlib's font scan
+        shutil.copyfile(font_list, folder / "mpl" / font_list.name)
+    os.chmod(folder, 0o755)
+    if uid is not None and os.geteuid() == 0:
+        for path in [work, folder / "mpl", folder / "ipc", *work.iterdir(), *(folder / "mpl").iterdir()]:
+            os.chown(path, uid, uid)
+    return work
+
+
+def sandbox_uid():
+    """An unprivileged uid of its own for this grading process (process limits count per uid)."""
+    return 61000 + os.getpid() % 4000
