@@ -19,6 +19,23 @@ def initdb():
     return found[-1] if found else shutil.which("initdb")
 
 
+def unavailable():
+    """Why no test server can be started here, or None."""
+    if initdb() is None:
+        return "PostgreSQL's initdb is not installed (Debian: apt-get install postgresql)"
+    if os.geteuid() == 0 and not _has_user("postgres"):
+        return "running as root, and there is no `postgres` OS user for the server to run as"
+    return None
+
+
+def _has_user(name):
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
 def _as_server_user(command):
     if os.geteuid() != 0:
         return command

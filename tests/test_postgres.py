@@ -8,10 +8,9 @@ from course_grading import samples
 from course_grading.banks import variants
 from course_grading.course import ROOT, units
 from course_grading.grading import cell_scores, grade_class
-from tests.pgserver import initdb, postgres_server
+from tests.pgserver import postgres_server, unavailable
 
-pytestmark = pytest.mark.skipif(initdb() is None, reason="PostgreSQL's initdb is not installed "
-                                "(Debian: apt-get install postgresql)")
+pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
 pytest.importorskip("psycopg2", reason="psycopg2 (the instructor extra's PostgreSQL driver) is not installed")
 
 UNITS = units(only=("01", "02"))
