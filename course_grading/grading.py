@@ -29,6 +29,7 @@ class ClassReport:
     problems: dict = field(default_factory=dict)    # (student, unit) -> [text]
     graded: list = field(default_factory=list)      # (student, unit) graded in this run
     rejected: dict = field(default_factory=dict)    # folder name -> why it was not graded
+    db_url: str = ""
     sandboxed: bool = True
     seconds: float = 0.0
 
@@ -59,7 +60,8 @@ def _write_json_atomically(path, data):
 
 
 _API = None
-RETRYABLE = ("database is locked", "UNIQUE constraint failed")
+RETRYABLE = ("database is locked", "UNIQUE constraint failed",  # SQLite
+             "duplicate key value violates unique constraint", "deadlock detected")  # PostgreSQL
 
 
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}")
@@ -69,16 +71,17 @@ class SandboxUnavailable(RuntimeError):
     """Untrusted notebooks would run with the instructor's powers: refuse unless told otherwise."""
 
 
-def _judge_settings(out, sandboxed):
-    return {"sandboxed": sandboxed, "incidents_dir": str(out / "incidents")}
+def _judge_settings(out, sandboxed, cell_timeout=None):
+    settings = {"sandboxed": sandboxed, "incidents_dir": str(out / "incidents")}
+    return settings if cell_timeout is None else {**settings, "timeout": cell_timeout}
 
 
-def _init_worker(out, db_url, sandboxed):
+def _init_worker(out, db_url, judge):
     """Each worker keeps one API; its stderr (kernel chatter, SQLAlchemy notes) goes to OUT/autograde.log."""
     global _API
     log = os.open(out / "autograde.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(log, 2)
-    _API = nbgrader_api(out, db_url=db_url, judge=_judge_settings(out, sandboxed))
+    _API = nbgrader_api(out, db_url=db_url, judge=judge)
 
 
 def _autograde(student, unit):
@@ -182,11 +185,13 @@ def student_folders(submissions):
     return students, rejected
 
 
-def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progress=True, unsandboxed=False):
+def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progress=True, unsandboxed=False,
+                cell_timeout=None):
     """Grade every student folder in `submissions` into `out`; return a ClassReport.
 
     Kernels run sandboxed (course_grading.sandbox); where no sandbox can be made, grading is refused
-    unless `unsandboxed` is given, and every row then says it was graded unsandboxed.
+    unless `unsandboxed` is given, and every row then says it was graded unsandboxed. `cell_timeout`
+    overrides nbgrader_config.py's per-cell limit (seconds).
     """
     from tqdm.auto import tqdm
 
@@ -200,8 +205,9 @@ def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progr
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
     units = course_units(root, only)
     folders, rejected = student_folders(submissions)
-    report = ClassReport(out=out, students=sorted(folders), units=units, rejected=rejected, sandboxed=sandboxed)
     db_url = db_url or os.environ.get("NBGRADER_DB_URL") or f"sqlite:///{out / 'gradebook.db'}"
+    report = ClassReport(out=out, students=sorted(folders), units=units, rejected=rejected, sandboxed=sandboxed,
+                         db_url=db_url)
     prepare(out, root, units, db_url)
     gradable = intake_class(submissions, out, units, report)
     register_students({student for student, _ in gradable}, db_url)
@@ -210,7 +216,8 @@ def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progr
     ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
     todo = [key for key, digest in gradable.items()
             if ledger.get("/".join(key), {}).get("digest") != digest]
-    stale = [k for k in ledger if tuple(k.split("/")) not in gradable]  # graded once, not gradable now
+    stale = [k for k in ledger  # graded once, not gradable now (units left out of this run stay as they are)
+             if k.split("/")[1] in units and tuple(k.split("/")) not in gradable]
     if stale:
         from nbgrader.api import Gradebook, MissingEntry
 
@@ -228,7 +235,7 @@ def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progr
         for student, unit in todo:
             (out / "incidents" / student / f"{unit}.json").unlink(missing_ok=True)
         with ProcessPoolExecutor(max_workers=max(1, jobs), initializer=_init_worker,
-                                 initargs=(out, db_url, sandboxed)) as pool:
+                                 initargs=(out, db_url, _judge_settings(out, sandboxed, cell_timeout))) as pool:
             futures = [pool.submit(_autograde, student, unit) for student, unit in todo]
             try:
                 for future in tqdm(as_completed(futures), total=len(futures), desc="autograde",
@@ -317,6 +324,11 @@ def write_csvs(report, db_url):
                     writer.writerow([student, unit, cell, f"{score:g}", f"{maximum:g}"])
 
 
+def _shown_url(url):
+    from sqlalchemy.engine import make_url
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def table(report):
     """The grade table as text, with where the results were written."""
     width = max([10, *map(len, report.students)])
@@ -332,6 +344,6 @@ def table(report):
         lines.append("WARNING: graded WITHOUT a sandbox (--unsandboxed): the students' code ran with your powers")
     lines += ["", f"grades:    {report.grades_csv}", f"per cell:  {report.cells_csv}",
               f"feedback:  {report.feedback_dir}/<student>/<unit>/<unit>.html",
-              f"gradebook: {report.out / 'gradebook.db'}",
+              f"gradebook: {_shown_url(report.db_url)}",
               f"graded {len(report.graded)} notebook(s) in this run, {report.seconds:.1f} s"]
     return "\n".join(lines)

@@ -7,12 +7,24 @@ grade ids duplicated by copy-paste, and code that reaches for the grader's own p
 """
 import copy
 import json
+import re
 
 import nbformat
 
 from course_grading import samples
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+# What honest answers never need and attacks on the grader do: flagged for review, never a penalty.
+SUSPICIOUS = {
+    "the gradebook or a database": r"gradebook|sqlite3|psycopg|sqlalchemy",
+    "other folders": r"\.\./|os\.listdir|os\.walk|glob\.glob|os\.scandir|shutil\.",
+    "the grader's code": r"course_grading|course_utils\.judge|hidden_check|inspect\.getsource|importlib|__import__",
+    "ending the kernel": r"os\._exit|sys\.exit|os\.kill|signal\.|os\.abort",
+    "processes or the network": r"subprocess|os\.fork|os\.system|multiprocessing|socket|urllib|requests\.",
+    "rebinding library functions": r"^\s*(np|numpy|torch|math|builtins|sys|os)\.[\w.]+\s*=(?!=)|setattr\(\s*(np|numpy|torch|math|builtins)\b|sys\.modules",
+    "the interpreter's machinery": r"ctypes|set_custom_exc|get_ipython\(\)\.(events|set_|run_cell)|sys\.settrace|gc\.get_objects",
+}
 
 
 def _same_code(a, b):
@@ -51,11 +63,13 @@ def repair(submitted, release):
         if samples.is_solution(cell) and gid not in present:
             problems.append(f"answer cell {gid} lost its nbgrader metadata (its code still runs)")
 
-    mentions = [samples.grade_id(c) or f"cell {i}" for i, c in enumerate(nb.cells)
-                if c.cell_type == "code" and not samples.is_test(c) and "course_grading" in c.source]
-    if mentions:
-        problems.append(f"code in {', '.join(mentions)} refers to the grader's package course_grading "
-                        "(its checks reject that; review by hand)")
+    original = {c.source.strip() for c in release.cells if c.cell_type == "code"}
+    for what, pattern in SUSPICIOUS.items():
+        cells = [samples.grade_id(c) or f"cell {i + 1}" for i, c in enumerate(nb.cells)
+                 if c.cell_type == "code" and not samples.is_test(c) and c.source.strip() not in original
+                 and re.search(pattern, c.source, re.M)]
+        if cells:
+            problems.append(f"flagged for manual review: code in {', '.join(cells)} reaches for {what}")
     return nb, problems
 
 

@@ -231,6 +231,8 @@ class JudgedExecute(Execute):
         cell, resources = super().preprocess_cell(cell, resources, index)
         if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", [])):
             self._timed_out = True
+            what = samples.grade_id(cell) or f"cell {index + 1}"
+            self.incidents.append(f"{what} ran past the {self.timeout} s time limit (interrupted)")
         if checks:
             self._enforce(cell, checks, self.judge.end_cell())
         return cell, resources

@@ -78,19 +78,20 @@ def write(nb, path):
 
 
 def student_notebook(root, unit, variant=None, solved=True):
-    """What a student hands in: the release notebook, its answer cells solved (and one rewritten)."""
+    """What a student hands in: the release notebook, its answer cells solved (and rewritten by
+    `variant`, a bank Variant or a tuple of Variants of different cells)."""
     nb = read(Path(root) / "release" / unit / f"{unit}.ipynb")
     if not solved:
         return nb
     answers = {grade_id(c): strip_markers(c.source) for c in read(source_notebook(root, unit)).cells
                if is_solution(c)}
-    if variant is not None and variant.cell not in answers:
-        raise ValueError(f"variant {variant.name!r}: no solution cell {variant.cell!r} in {unit}")
+    for one in (variant if isinstance(variant, tuple) else (variant,) if variant else ()):
+        if one.cell not in answers:
+            raise ValueError(f"variant {one.name!r}: no solution cell {one.cell!r} in {unit}")
+        answers[one.cell] = one.rewrite(answers[one.cell])
     for cell in nb.cells:
         if is_solution(cell):
             cell.source = answers[grade_id(cell)]
-            if variant is not None and grade_id(cell) == variant.cell:
-                cell.source = variant.rewrite(cell.source)
     return nb
 
 

@@ -1,4 +1,9 @@
-"""Shared fixtures: a class made of every bank entry of every unit, graded once by real nbgrader."""
+"""Shared fixtures: a class made of every bank entry of every unit, graded once by real nbgrader.
+
+To keep the class small, bank entries that rewrite different answer cells and break disjoint sets
+of test cells share a notebook (each exercise is graded independently); correct alternatives share
+notebooks only with other alternatives, so a pack of them must score full marks.
+"""
 import re
 from pathlib import Path
 
@@ -11,14 +16,28 @@ from course_grading.course import ROOT, units
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+def pack(bank):
+    """Greedy packs of variants: distinct cells, disjoint `breaks`, bugs apart from alternatives."""
+    packs = []
+    for variant in bank:
+        for group in packs:
+            if (all(v.cell != variant.cell and not set(v.breaks) & set(variant.breaks) for v in group)
+                    and all(bool(v.breaks) == bool(variant.breaks) for v in group)):
+                group.append(variant)
+                break
+        else:
+            packs.append([variant])
+    return [tuple(group) for group in packs]
+
+
 def bank_students():
-    """{student id: (unit, variant or 'solution' / 'release')} for every unit and bank entry."""
+    """{student id: (unit, 'solution' / 'release' / a tuple of bank variants)} for every unit."""
     students = {}
     for unit in units():
         students[f"u{unit[:2]}_solution"] = (unit, "solution")
         students[f"u{unit[:2]}_release"] = (unit, "release")
-        for variant in variants(unit):
-            students[f"u{unit[:2]}_{variant.slug}"[:60]] = (unit, variant)
+        for number, group in enumerate(pack(variants(unit))):
+            students[f"u{unit[:2]}_pack{number:02d}"] = (unit, group)
     return students
 
 
