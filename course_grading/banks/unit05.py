@@ -63,9 +63,11 @@ def kaiming_normal(fan_in, fan_out, a=0.0, mode="fan_in", nonlinearity="leaky_re
 
 _KAIMING_NORMAL_TORCH = '''
 def kaiming_normal(fan_in, fan_out, a=0.0, mode="fan_in", nonlinearity="leaky_relu", rng=None):
-    """torch does the work (the exercise asks for numpy)."""
+    """torch does the work (the exercise asks for numpy), seeded from rng."""
+    rng = np.random.default_rng() if rng is None else rng
+    generator = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
     weight = torch.empty(fan_out, fan_in, dtype=torch.float64)
-    torch.nn.init.kaiming_normal_(weight, a=a, mode=mode, nonlinearity=nonlinearity)
+    torch.nn.init.kaiming_normal_(weight, a=a, mode=mode, nonlinearity=nonlinearity, generator=generator)
     return weight.numpy().T
 '''
 
