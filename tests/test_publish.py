@@ -1,5 +1,6 @@
 """`course publish DIR` updates a student edition in place and never destroys what it does not own."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +169,32 @@ def test_without_an_address_colab_is_told_how_to_get_the_helpers(tmp_path):
     outside = subprocess.run([sys.executable, "-S", "-c", cell], cwd=tmp_path, capture_output=True, text=True,
                              env={})
     assert "No module named 'course_utils'" in outside.stderr and "ADDRESS" not in outside.stderr
+
+
+def test_environment_yml_lists_the_packages_of_pyproject():
+    """conda, mamba and Binder get what pip gets: same names (conda-forge's where they differ), same versions."""
+    import tomllib
+
+    import yaml
+    from packaging.requirements import Requirement
+
+    conda_names = {"pytorch": "torch", "python-graphviz": "graphviz"}
+    not_python = {"python", "pip", "graphviz"}  # the interpreter, the installer, Graphviz's programs
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = set()
+    for line in [*project["dependencies"], *(r for extra in project["optional-dependencies"].values() for r in extra)]:
+        requirement = Requirement(line)
+        if requirement.name != project["name"] and (
+                requirement.marker is None or requirement.marker.evaluate({"python_version": "3.11"})):
+            wanted.add((requirement.name, str(requirement.specifier)))
+    listed = set()
+    for entry in yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]:
+        lines = entry["pip"] if isinstance(entry, dict) else [entry]
+        for line in lines:
+            name = re.split(r"[<>=! ]", line, maxsplit=1)[0]
+            if line.startswith("-") or name in not_python:
+                continue
+            requirement = Requirement(conda_names.get(name, name) + line[len(name):])
+            listed.add((requirement.name, str(requirement.specifier)))
+    assert listed == wanted, (f"only in environment.yml: {sorted(listed - wanted)}; "
+                              f"only in pyproject.toml: {sorted(wanted - listed)}")
