@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.util import ensure_async
 from nbformat import NotebookNode
 from traitlets import Bool, Integer, Unicode
 
@@ -126,6 +127,9 @@ class JudgedExecute(Execute):
     sandboxed = Bool(True, help="Run the kernel in a bubblewrap sandbox (False only for trusted code)").tag(config=True)
     incidents_dir = Unicode("", help="Where to write what went wrong per notebook (JSON)").tag(config=True)
     output_limit = Integer(2_000_000, help="Characters of output kept per cell").tag(config=True)
+    # a busy machine can deliver a cell's last outputs late: wait longer, and never fail the notebook for it
+    iopub_timeout = Integer(20).tag(config=True)
+    raise_on_iopub_timeout = Bool(False).tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         resources = resources or {}
@@ -163,6 +167,7 @@ class JudgedExecute(Execute):
         self._check_assign_resources(resources)
         self.output_sizes = {}
         self.executed = set()
+        self.killers = set()  # cells that stopped a kernel: not replayed
         start = 0
         while start < len(self.nb.cells):
             start = self._run_from(start, resources)
@@ -197,10 +202,14 @@ class JudgedExecute(Execute):
         """Re-run the earlier non-test code cells in a fresh kernel, their outputs discarded."""
         for index in range(upto):
             cell = self.nb.cells[index]
-            if cell.cell_type == "code" and not samples.is_test(cell):
-                self.execute_cell(copy.deepcopy(cell), index, store_history=False)
+            if cell.cell_type == "code" and not samples.is_test(cell) and index not in self.killers:
+                try:
+                    self.execute_cell(copy.deepcopy(cell), index, store_history=False)
+                except CellTimeoutError:
+                    self.incidents.append(f"replaying cell {index + 1} in a fresh kernel timed out")
 
     def _lost_kernel(self, cell, index, error):
+        self.killers.add(index)
         what = samples.grade_id(cell) or f"cell {index + 1}"
         reason = error if isinstance(error, str) else ("the kernel died" if isinstance(error, DeadKernelError)
                                                        else "the kernel stopped responding")
@@ -211,11 +220,18 @@ class JudgedExecute(Execute):
         if samples.is_test(cell):
             self.judge.end_cell()
 
+    async def _async_check_alive(self):
+        """Dead when the sandbox's process ended, not only when the heartbeat stops."""
+        if not await ensure_async(self.km.is_alive()):
+            raise DeadKernelError("Kernel died")
+        await super()._async_check_alive()
+
     def _responsive(self):
         """Whether the kernel answers within 10 s after an interrupted cell (one that ignores SIGINT won't)."""
         timeout, self.timeout = self.timeout, 10
         try:
-            return self.wait_for_reply(self.kc.kernel_info()) is not None
+            reply = self.wait_for_reply(self.kc.execute("pass", silent=True, store_history=False))
+            return reply is not None and reply["content"].get("status") == "ok"
         except Exception:  # noqa: BLE001 - dead or deaf: either way, replace it
             return False
         finally:
