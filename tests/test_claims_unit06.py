@@ -49,3 +49,8 @@ def test_backward_properties_shown_in_the_lecture(ns):
     assert np.abs(dx.sum(axis=0)).max() < 1e-10
     assert np.abs((dx * x_hat).sum(axis=0)).max() < 1e-3 * np.abs(dx).max()  # zero but for eps
     assert np.abs(ns["naive"].numpy() - dx).max() > 1e-3
+
+
+def test_recomputed_statistics_recover_the_test_accuracy(ns):
+    recalibrated = ns["test_accuracy"](ns["bn_model"])
+    assert recalibrated > ns["before"] and recalibrated > ns["test_accuracy"](ns["curve_models"]["plain"])
