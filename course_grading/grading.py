@@ -171,7 +171,7 @@ def student_folders(submissions):
     """({valid student id: folder}, {rejected name: why}) of a submissions folder."""
     students, rejected = {}, {}
     for path in sorted(Path(submissions).iterdir()):
-        if path.name.startswith(".") and not path.is_symlink():
+        if path.name in (".git", ".ipynb_checkpoints", ".DS_Store"):
             continue
         if path.is_symlink():
             rejected[path.name] = "a symbolic link, not a folder (not graded)"

@@ -251,7 +251,16 @@ class JudgedExecute(Execute):
             self.incidents.append(f"{what} ran past the {self.timeout} s time limit (interrupted)")
         if checks:
             self._enforce(cell, checks, self.judge.end_cell())
+        self._note_limits(cell, index)
         return cell, resources
+
+    def _note_limits(self, cell, index):
+        """Name the cell when one of the sandbox's limits stopped it."""
+        for output in cell.get("outputs", []):
+            message = {"MemoryError": f"ran out of memory (the sandbox allows {sandbox.LIMITS['as'] >> 30} GiB)",
+                       "BlockingIOError": "hit the sandbox's limit on processes"}.get(output.get("ename"))
+            if message:
+                self.incidents.append(f"{samples.grade_id(cell) or f'cell {index + 1}'} {message}")
 
     def _enforce(self, cell, checks, verdicts):
         """Add the judge's failures to the cell's outputs (nbgrader then scores it 0)."""

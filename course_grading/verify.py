@@ -68,6 +68,28 @@ def leak_problems(edition, root=ROOT):
     return problems
 
 
+def unjudged_problems(root=ROOT):
+    """Test cells whose verdict would come from the student's kernel alone: each must name hidden
+    checks of the judge (`hidden_check("unitNN.check_x", ...)`) that exist."""
+    from course_grading.judge import hidden_checks_in
+    from course_grading.remote import resolve_check
+
+    problems = []
+    for unit in course_units(root):
+        for cell in samples.read(samples.source_notebook(root, unit)).cells:
+            if not samples.is_test(cell):
+                continue
+            names = hidden_checks_in(cell.source)
+            if not names:
+                problems.append(f"{unit}: test cell {samples.grade_id(cell)} calls no hidden check of the judge")
+            for name in names:
+                try:
+                    resolve_check(name)
+                except Exception as error:  # noqa: BLE001 - a misspelt or missing check
+                    problems.append(f"{unit}: test cell {samples.grade_id(cell)} names {name!r} ({error})")
+    return problems
+
+
 def grading_problems(report, solution="solution", release="release"):
     """Full marks for the `solution` student, zero on every graded cell for the `release` student."""
     problems = []
@@ -90,6 +112,7 @@ def verify(root=ROOT, jobs=2, progress=True):
     problems = [f"release/ is out of sync with source/: {name} (run `course build`)"
                 for name in release_differences(root)]
     problems += clean_notebook_problems(root)
+    problems += unjudged_problems(root)
     with tempfile.TemporaryDirectory() as scratch:
         publish(Path(scratch) / "edition", root)
         problems += leak_problems(Path(scratch) / "edition", root)

@@ -1,6 +1,6 @@
 """The student kernel's side of a hidden check: answer the judge's requests, then show its verdict.
 
-A hidden test cell calls `hidden_check("unit03.check_linear_backward", linear_forward, linear_backward)`.
+A hidden test cell calls `hidden_check("unitNN.<check>", <the student's functions or classes>)`.
 Under grading, the environment variable COURSE_JUDGE names a socket of the judge, a process outside
 this kernel's sandbox that holds the check: it asks this kernel to call the student's functions on
 inputs it chooses, receives plain data back (course_utils.wire), computes the reference and

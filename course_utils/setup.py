@@ -26,7 +26,9 @@ def setup(seed=0, quiet=True):
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
     device = pick_device()
-    if device.type == "cpu":  # the course's small networks run several times faster on one thread
+    if device.type == "cpu":  # the course's small networks and matrices run several times faster on one thread
         torch.set_num_threads(1)
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1, user_api="blas")
     print(f"torch {torch.__version__}, device: {device}")
     return device

@@ -116,3 +116,14 @@ def test_grading_without_a_sandbox_is_refused_unless_asked(tmp_path, monkeypatch
     assert report.scores["s1", unit][0] == report.scores["s1", unit][1] > 0
     assert "graded unsandboxed" in report.problems["s1", unit]
     assert "graded unsandboxed" in report.grades_csv.read_text()
+
+
+def test_every_test_cell_is_judged_outside_the_kernel():
+    from course_grading.judge import hidden_checks_in
+    from course_grading.verify import unjudged_problems
+
+    assert unjudged_problems() == []
+    assert hidden_checks_in('assert f(1) == 2\nfrom course_utils.judge import hidden_check\n'
+                            'hidden_check("unit01.check_perceptron_predict", perceptron_predict)') \
+        == ["unit01.check_perceptron_predict"]
+    assert hidden_checks_in("assert f(1) == 2  # only visible checks") == []
