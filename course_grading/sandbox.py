@@ -60,8 +60,8 @@ def command(folder, workdir, argv, uid=None, env=None):
     """The command line that runs `argv` sandboxed, with `folder` (holding `workdir`) writable."""
     folder, workdir = Path(folder), Path(workdir)
     # bubblewrap itself ignores SIGINT (the kernel manager interrupts the whole process group), so an
-    # interrupt reaches the kernel instead of ending the sandbox
-    args = ["sh", "-c", 'trap "" INT; exec "$0" "$@"', shutil.which("bwrap"), "--die-with-parent",
+    # interrupt reaches the kernel instead of ending the sandbox; what the kernel prints itself goes to stderr
+    args = ["sh", "-c", 'trap "" INT; exec "$0" "$@" >&2', shutil.which("bwrap"), "--die-with-parent",
             *_namespaces(), "--ro-bind", "/usr", "/usr"]
     for name in ("bin", "lib", "lib64", "sbin", "lib32", "libx32"):
         top = Path("/") / name
