@@ -39,7 +39,7 @@ LECTURES = sorted(p.relative_to(ROOT) for p in ROOT.glob("notebooks/*.ipynb"))
 RELEASES = sorted(p.relative_to(ROOT) for p in ROOT.glob("release/*/*.ipynb"))
 SLIDER_LECTURE = Path("notebooks/02_gradient_descent.ipynb")
 SETTINGS = {  # JupyterLab settings of the test's own profile: every cell in the page, no news pop-up
-    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": '{"windowingMode": "none"}',
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": '{"windowingMode": "none", "recordTiming": true}',
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
         '{"fetchNews": "false", "checkForUpdates": false}',
 }
@@ -68,7 +68,9 @@ CELLS = """() => window.jupyterapp.shell.currentWidget.content.widgets.filter(c 
   const outputs = c.model.outputs.toJSON(), area = c.node.querySelector('.jp-OutputArea');
   const has = (o, mime) => o.data !== undefined && o.data[mime] !== undefined;
   const drawn = [...c.node.querySelectorAll('.jp-OutputArea img')].filter(i => i.complete && i.naturalWidth > 0);
+  const timing = c.model.getMetadata('execution') || {};
   return {source: c.model.sharedModel.getSource(), count: c.model.executionCount,
+          seconds: (Date.parse(timing['shell.execute_reply']) - Date.parse(timing['iopub.execute_input'])) / 1000 || 0,
           errors: outputs.filter(o => o.output_type === 'error').map(o => ({ename: o.ename, evalue: o.evalue})),
           figures: outputs.filter(o => has(o, 'image/png') || has(o, 'image/svg+xml')).length,
           graphs: outputs.filter(o => has(o, 'image/svg+xml')).length,
@@ -222,7 +224,7 @@ def test_notebook_runs_in_jupyterlab(lab, relative, tmp_path):
             learning_rate_slider_redraws_its_plot(lab, tmp_path)
     finally:
         lab.close()
-    print(f"{relative}: {seconds:.1f} s in JupyterLab")
+    print(f"{relative}: {seconds:.1f} s in JupyterLab, {sum(c['seconds'] for c in cells):.1f} s of it in the cells")
 
 
 def test_formgrader_lists_every_unit(lab, tmp_path):
