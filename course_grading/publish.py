@@ -18,6 +18,7 @@ COURSE_FOLDERS = (".git", "release", "notebooks", "course_utils", "course_gradin
 SKIPPED = ("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info")
 SETUP_MARKERS = ("google.colab", "from course_utils import setup", "device = setup()")
 GUIDE_LAUNCH, GUIDE_NOTEBOOKS = "<!-- edition: launch -->", "<!-- edition: notebooks -->"
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 SETUP_CELL = '''\
 # Setup: in Colab this installs the course helpers first; elsewhere it only picks the device.
@@ -71,7 +72,8 @@ def course_settings(root=ROOT):
         import tomli as tomllib
 
     table = tomllib.loads((Path(root) / "pyproject.toml").read_text()).get("tool", {}).get("course", {})
-    return {"edition_url": table.get("edition_url", ""), "edition_branch": table.get("edition_branch", "main")}
+    return {"edition_url": table.get("edition_url", ""),
+            "edition_branch": table.get("edition_branch", "main")}
 
 
 def pip_url(edition_url):
@@ -122,7 +124,7 @@ def notebook_table(paths, repo, branch):
         link = f"[`{path.as_posix()}`]({path.as_posix()})"
         if repo:
             colab = f"https://colab.research.google.com/github/{repo}/blob/{branch}/{path.as_posix()}"
-            link += " " + _badge("https://colab.research.google.com/assets/colab-badge.svg", "Open in Colab", colab)
+            link += " " + _badge(COLAB_BADGE, "Open in Colab", colab)
         return link
 
     rows = ["| unit | lecture | assignment |", "| --- | --- | --- |"]
@@ -178,16 +180,17 @@ def check_destination(dest, root=ROOT, force=False):
         raise PublishRefused(f"{dest} is your home folder: publish into a folder of its own")
     for name in COURSE_FOLDERS:
         if _within(dest, root / name):
-            raise PublishRefused(f"{dest} is inside the course's own {name}: publish into a folder of its own")
+            raise PublishRefused(f"{dest} is inside the course's own {name}: "
+                                 "publish into a folder of its own")
     if dest.exists() and not dest.is_dir():
         raise PublishRefused(f"{dest} is not a folder")
     if dest.is_dir() and not (dest / MANIFEST).exists() and not force:
         others = sorted(p.name for p in dest.iterdir() if p.name != ".git")
         if others:
             raise PublishRefused(
-                f"{dest} holds files ({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}) and is not "
-                f"a student edition (no {MANIFEST}). Use --force to publish into it anyway: the edition's "
-                f"files are written, nothing else is touched or removed.")
+                f"{dest} holds files ({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}) "
+                f"and is not a student edition (no {MANIFEST}). Use --force to publish into it anyway: "
+                f"the edition's files are written, nothing else is touched or removed.")
 
 
 def previous_files(dest):

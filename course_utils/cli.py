@@ -55,7 +55,8 @@ def cmd_grade(args):
 
 
 def cmd_publish(args):
-    from course_grading.publish import PublishRefused, check_can_commit, commit_edition, course_settings, publish
+    from course_grading.publish import (PublishRefused, check_can_commit, commit_edition, course_settings,
+                                        publish)
 
     try:
         if args.commit:
@@ -64,11 +65,12 @@ def cmd_publish(args):
     except PublishRefused as refused:
         print(f"course publish: {refused}", file=sys.stderr)
         return 2
-    for word, paths in (("added", published.added), ("changed", published.changed), ("removed", published.removed)):
+    changes = (("added", published.added), ("changed", published.changed), ("removed", published.removed))
+    for word, paths in changes:
         print("\n".join(f"{word:8} {p.as_posix()}" for p in paths) or f"{word:8} nothing")
     url = course_settings()["edition_url"] if args.edition_url is None else args.edition_url
     print(f"student edition: {len(published)} files in {Path(args.dir).resolve()} "
-          f"({len(published.added)} added, {len(published.changed)} changed, {len(published.removed)} removed); "
+          f"({', '.join(f'{len(paths)} {word}' for word, paths in changes)}); "
           + (f"notebooks install the helpers from {url}" if url else
              "edition_url is not set ([tool.course] in pyproject.toml): in Colab the first cell explains "
              "how to get the helpers"))
@@ -114,12 +116,13 @@ def parser():
     grade.add_argument("--units", nargs="*", default=(), help="grade only these units")
     grade.add_argument("--unsandboxed", action="store_true",
                        help="grade even where kernels cannot be sandboxed (trusted submissions only)")
-    publish = command("publish", cmd_publish, "write or update the student edition in DIR (nothing else in DIR "
-                      "is touched; files the previous edition wrote and this one lacks are removed)")
+    publish = command("publish", cmd_publish, "write or update the student edition in DIR (nothing else in "
+                      "DIR is touched; files the previous edition wrote and this one lacks are removed)")
     publish.add_argument("dir", type=Path)
     publish.add_argument("--force", action="store_true",
                          help="publish into a non-empty folder that is not a previous edition")
-    publish.add_argument("--commit", action="store_true", help="commit the edition's changes in DIR (a git repository)")
+    publish.add_argument("--commit", action="store_true",
+                         help="commit the edition's changes in DIR (a git repository)")
     publish.add_argument("--edition-url", help="where the edition lives, for its first cells and Colab links "
                          "(default: [tool.course] edition_url in pyproject.toml)")
     demo = command("demo", cmd_demo, "the whole pipeline on a generated sample class (the README's main job)")

@@ -30,8 +30,10 @@ from course_grading.publish import publish
 from tests.test_colab import bound_names, expected_error
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[dev])")
+pytestmark = pytest.mark.skipif(CHROMIUM is None,
+                                reason="Chromium is not installed (apt-get install chromium)")
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="playwright is not installed (pip install -e .[dev])")
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -39,7 +41,8 @@ LECTURES = sorted(p.relative_to(ROOT) for p in ROOT.glob("notebooks/*.ipynb"))
 RELEASES = sorted(p.relative_to(ROOT) for p in ROOT.glob("release/*/*.ipynb"))
 SLIDER_LECTURE = Path("notebooks/02_gradient_descent.ipynb")
 SETTINGS = {  # JupyterLab settings of the test's own profile: every cell in the page, no news pop-up
-    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": '{"windowingMode": "none", "recordTiming": true}',
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings":
+        '{"windowingMode": "none", "recordTiming": true}',
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
         '{"fetchNews": "false", "checkForUpdates": false}',
 }
@@ -62,23 +65,28 @@ RUN_ALL = """async () => {
     await app.commands.execute('notebook:run-all-below');
   }
 }"""
-IMAGES_LOADED = """() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea img')]
-  .every(img => img.complete)"""
-CELLS = """() => window.jupyterapp.shell.currentWidget.content.widgets.filter(c => c.model.type === 'code').map(c => {
+IMAGES_LOADED = """() => [...document.querySelectorAll(
+  '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea img')].every(img => img.complete)"""
+CELLS = """() => window.jupyterapp.shell.currentWidget.content.widgets
+  .filter(c => c.model.type === 'code').map(c => {
   const outputs = c.model.outputs.toJSON(), area = c.node.querySelector('.jp-OutputArea');
   const has = (o, mime) => o.data !== undefined && o.data[mime] !== undefined;
-  const drawn = [...c.node.querySelectorAll('.jp-OutputArea img')].filter(i => i.complete && i.naturalWidth > 0);
+  const drawn = [...c.node.querySelectorAll('.jp-OutputArea img')]
+    .filter(i => i.complete && i.naturalWidth > 0);
   const timing = c.model.getMetadata('execution') || {};
   return {source: c.model.sharedModel.getSource(), count: c.model.executionCount,
-          seconds: (Date.parse(timing['shell.execute_reply']) - Date.parse(timing['iopub.execute_input'])) / 1000 || 0,
-          errors: outputs.filter(o => o.output_type === 'error').map(o => ({ename: o.ename, evalue: o.evalue})),
+          seconds: (Date.parse(timing['shell.execute_reply'])
+                    - Date.parse(timing['iopub.execute_input'])) / 1000 || 0,
+          errors: outputs.filter(o => o.output_type === 'error')
+            .map(o => ({ename: o.ename, evalue: o.evalue})),
           figures: outputs.filter(o => has(o, 'image/png') || has(o, 'image/svg+xml')).length,
           graphs: outputs.filter(o => has(o, 'image/svg+xml')).length,
           widgets: outputs.filter(o => has(o, 'application/vnd.jupyter.widget-view+json')).length,
           drawn: drawn.length, text: area ? area.innerText : '',
           // JupyterLab's renderers mark their node with data-mime-type; the widget manager's does not (and
           // without the widget manager a widget shows as its text/plain repr)
-          widget_views: area ? [...area.querySelectorAll(':scope > .jp-OutputArea-child > .jp-OutputArea-output')]
+          widget_views: area ? [...area.querySelectorAll(
+              ':scope > .jp-OutputArea-child > .jp-OutputArea-output')]
             .filter(n => n.dataset.mimeType === undefined).length : 0};
 })"""
 CLOSE = """async () => {
@@ -124,7 +132,8 @@ class Lab:
         port = self.url.rsplit(":", 1)[1]
         log = open(self.scratch / "jupyterlab.log", "w")
         server = subprocess.Popen(
-            [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser", "--ServerApp.ip=127.0.0.1",
+            [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser",
+             "--ServerApp.ip=127.0.0.1",
              f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={TOKEN}",
              f"--ServerApp.root_dir={self.scratch}", "--LabApp.expose_app_in_browser=True",
              f"--LabApp.user_settings_dir={self.scratch / 'settings'}",
@@ -138,7 +147,8 @@ class Lab:
             except OSError:
                 time.sleep(0.5)
         server.kill()
-        raise RuntimeError("JupyterLab did not start:\n" + (self.scratch / "jupyterlab.log").read_text()[-3000:])
+        tail = (self.scratch / "jupyterlab.log").read_text()[-3000:]
+        raise RuntimeError("JupyterLab did not start:\n" + tail)
 
     def open(self, path):
         self.page.evaluate(OPEN, Path(path).as_posix())
@@ -204,19 +214,22 @@ def test_notebook_runs_in_jupyterlab(lab, relative, tmp_path):
     try:
         assert all(c["count"] is not None for c in cells), "cells left unrun"
         lecture = relative.parts[0] == "notebooks"
-        first_exercise = next((i for i, c in enumerate(cells) if "# YOUR CODE HERE" in c["source"]), len(cells))
+        first_exercise = next((i for i, c in enumerate(cells) if "# YOUR CODE HERE" in c["source"]),
+                              len(cells))
         unbound = set()
         for number, cell in enumerate(cells):
             where = f"{relative} code cell {number}:\n{cell['source'][:200]}\n--> {cell['text'][-800:]}"
             if lecture or number < first_exercise:
                 assert not cell["errors"], f"error: {where}"
             for error in cell["errors"]:
-                assert expected_error(nbformat.from_dict(error), unbound), f"not a stub's NotImplementedError: {where}"
+                assert expected_error(nbformat.from_dict(error), unbound), \
+                    f"not a stub's NotImplementedError: {where}"
             if cell["errors"]:
                 unbound |= bound_names(cell["source"])
             assert cell["drawn"] >= cell["figures"], f"a figure is not shown as an image: {where}"
             # a widget is drawn by the widget manager (a closed one, like a finished progress bar, as nothing)
-            assert cell["widget_views"] == cell["widgets"] and "Error displaying widget" not in cell["text"], \
+            drawn_widgets = cell["widget_views"] == cell["widgets"]
+            assert drawn_widgets and "Error displaying widget" not in cell["text"], \
                 f"a widget is not drawn: {where}"
         if uses_graphs(cells) and shutil.which("dot"):
             assert sum(c["graphs"] for c in cells) >= 1, f"{relative}: no computational graph drawn"
@@ -224,7 +237,8 @@ def test_notebook_runs_in_jupyterlab(lab, relative, tmp_path):
             learning_rate_slider_redraws_its_plot(lab, tmp_path)
     finally:
         lab.close()
-    print(f"{relative}: {seconds:.1f} s in JupyterLab, {sum(c['seconds'] for c in cells):.1f} s of it in the cells")
+    in_cells = sum(c["seconds"] for c in cells)
+    print(f"{relative}: {seconds:.1f} s in JupyterLab, {in_cells:.1f} s of it in the cells")
 
 
 def test_formgrader_lists_every_unit(lab, tmp_path):

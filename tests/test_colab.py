@@ -26,7 +26,7 @@ from course_grading.publish import publish
 
 COURSE = ("nn_course", "__editable__", "course_utils", "course_grading")
 RELEASES = sorted(p.relative_to(ROOT) for p in ROOT.glob("release/*/*.ipynb"))
-STAND_IN = '''"""Stand-in for Colab's google.colab: importable, with the one call the course's first cell makes."""
+STAND_IN = '''"""Stand-in for Colab's google.colab: importable, with the one call the course's setup makes."""
 from google.colab import output  # noqa: F401
 '''
 STAND_IN_OUTPUT = '''def enable_custom_widget_manager():
@@ -53,8 +53,8 @@ def colab(tmp_path_factory):
     scratch = tmp_path_factory.mktemp("colab")
     edition = scratch / "nn-course-student"
     publish(edition, edition_url=str(edition))
-    for command in (["init", "-q"], ["add", "-A"],
-                    ["-c", "user.name=Course Staff", "-c", "user.email=staff@example.org", "commit", "-qm", "edition"]):
+    identity = ["-c", "user.name=Course Staff", "-c", "user.email=staff@example.org"]
+    for command in (["init", "-q"], ["add", "-A"], [*identity, "commit", "-qm", "edition"]):
         subprocess.run(["git", *command], cwd=edition, check=True)
 
     venv = scratch / "runtime"
@@ -73,7 +73,8 @@ def colab(tmp_path_factory):
         f'"display_name": "Colab stand-in", "language": "python"}}')
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "MPLBACKEND")}
     env.update(PATH=f"{venv}/bin{os.pathsep}{env.get('PATH', '')}", PIP_NO_INDEX="1",
-               PIP_NO_BUILD_ISOLATION="0", PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_CACHE_DIR=str(scratch / "pip"))
+               PIP_NO_BUILD_ISOLATION="0", PIP_DISABLE_PIP_VERSION_CHECK="1",
+               PIP_CACHE_DIR=str(scratch / "pip"))
     return {"edition": edition, "site": site, "kernels": kernels, "env": env, "scratch": scratch}
 
 
@@ -96,8 +97,10 @@ def run_in_colab(colab, relative):
     content = colab["scratch"] / "content" / relative.stem
     content.mkdir(parents=True, exist_ok=True)
     uninstall(colab["site"])  # each notebook gets a runtime without the course, as a fresh Colab runtime has
-    km = KernelManager(kernel_name="colab", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(colab["kernels"])]))
-    client = NotebookClient(nb, km=km, timeout=120, allow_errors=True, resources={"metadata": {"path": str(content)}})
+    kernels = KernelSpecManager(kernel_dirs=[str(colab["kernels"])])
+    km = KernelManager(kernel_name="colab", kernel_spec_manager=kernels)
+    client = NotebookClient(nb, km=km, timeout=120, allow_errors=True,
+                            resources={"metadata": {"path": str(content)}})
     client.execute(env=colab["env"])
     return nb
 
@@ -145,7 +148,8 @@ def test_release_notebook_runs_top_to_bottom_in_colab(colab, relative):
     seconds = time.perf_counter() - started
     probes = {c.metadata.probe: c for c in nb.cells if "probe" in c.metadata}
     assert not errors(probes["before"]), "before the first cell: " + text(probes["before"])
-    assert text(probes["after"]).strip().startswith(str(colab["site"] / "course_utils")), text(probes["after"])
+    installed = text(probes["after"]).strip()
+    assert installed.startswith(str(colab["site"] / "course_utils")), f"course_utils came from {installed}"
     assert package_files(colab["edition"]) == package_files(colab["site"]), "course_utils files pip left out"
     cells = [c for c in nb.cells if c.cell_type == "code"]
     first_exercise = next(i for i, c in enumerate(cells) if c.metadata.get("nbgrader", {}).get("solution"))

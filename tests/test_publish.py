@@ -133,7 +133,8 @@ def test_cli_prints_the_changes_and_commits_only_the_editions_files(tmp_path, ca
     (repo / "notebooks" / "01_perceptron.ipynb").write_text("{}")  # a damaged copy is repaired
     assert course(["publish", str(repo), "--commit", "--edition-url", "https://github.com/someone/nn"]) == 0
     out = capsys.readouterr().out
-    assert "changed  notebooks/01_perceptron.ipynb" in out and "1 changed" in out and "nothing to commit" in out
+    assert "changed  notebooks/01_perceptron.ipynb" in out and "1 changed" in out
+    assert "nothing to commit" in out
 
     not_repository = tmp_path / "plain"
     assert course(["publish", str(not_repository), "--commit"]) == 2
@@ -172,7 +173,7 @@ def test_without_an_address_colab_is_told_how_to_get_the_helpers(tmp_path):
 
 
 def test_environment_yml_lists_the_packages_of_pyproject():
-    """conda, mamba and Binder get what pip gets: same names (conda-forge's where they differ), same versions."""
+    """conda, mamba and Binder get what pip gets: the same packages (conda-forge's names), versions."""
     import tomllib
 
     import yaml
@@ -182,7 +183,8 @@ def test_environment_yml_lists_the_packages_of_pyproject():
     not_python = {"python", "pip", "graphviz"}  # the interpreter, the installer, Graphviz's programs
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = set()
-    for line in [*project["dependencies"], *(r for extra in project["optional-dependencies"].values() for r in extra)]:
+    extras = [line for extra in project["optional-dependencies"].values() for line in extra]
+    for line in [*project["dependencies"], *extras]:
         requirement = Requirement(line)
         if requirement.name != project["name"] and (
                 requirement.marker is None or requirement.marker.evaluate({"python_version": "3.11"})):
