@@ -28,14 +28,20 @@ def clean_notebook_problems(root=ROOT):
 
 
 def solution_lines(root=ROOT):
-    """Distinctive lines of every reference solution (long enough not to occur by chance)."""
-    lines = set()
-    for unit in course_units(root):
-        for cell in samples.read(samples.source_notebook(root, unit)).cells:
-            if samples.is_solution(cell):
-                for block in re.findall(r"### BEGIN SOLUTION(.*?)### END SOLUTION", cell.source, re.S):
-                    lines |= {line.strip() for line in block.splitlines() if len(line.strip()) >= 25}
-    return lines
+    """{unit: distinctive lines of its reference solutions} (long enough not to occur by chance), less
+    the lines the course shows students anyway (visible code of any assignment, the lectures)."""
+    notebooks = {unit: samples.read(samples.source_notebook(root, unit)) for unit in course_units(root)}
+    lectures = [samples.read(path) for path in sorted((Path(root) / "notebooks").glob("*.ipynb"))]
+    shown = {line.strip() for nb in [*notebooks.values(), *lectures] for cell in nb.cells
+             for line in samples.without_hidden(samples.stub(cell.source) if samples.is_solution(cell)
+                                                else cell.source).splitlines()}
+    found = {}
+    for unit, nb in notebooks.items():
+        blocks = [block for cell in nb.cells if samples.is_solution(cell)
+                  for block in re.findall(r"### BEGIN SOLUTION(.*?)### END SOLUTION", cell.source, re.S)]
+        found[unit] = {line.strip() for block in blocks for line in block.splitlines()
+                       if len(line.strip()) >= 25} - shown
+    return found
 
 
 def hidden_names(root=ROOT):
@@ -62,8 +68,11 @@ def leak_problems(edition, root=ROOT):
         found += [f"hidden check {h}" for h in hidden if re.search(rf"\b{h}\b", text)]
         found += [f"import of {m}" for m in re.findall(r"(course_grading\.(?:unit\d+|harness|banks))\b", text)]
         if path.suffix == ".ipynb" and path.parts[len(edition.parts)] == "release":
+            # a unit may show what earlier units asked for, never its own or a later unit's solutions
+            unit = path.parts[len(edition.parts) + 1]
+            secret = set().union(*(lines for u, lines in solutions.items() if u >= unit))
             code = {line.strip() for line in text.splitlines()}
-            found += [f"solution line `{line}`" for line in sorted(solutions & code)]
+            found += [f"solution line `{line}`" for line in sorted(secret & code)]
         problems += [f"student edition {name}: {what}" for what in found]
     return problems
 
