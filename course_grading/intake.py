@@ -23,7 +23,7 @@ SUSPICIOUS = {
     "ending the kernel": r"os\._exit|sys\.exit|os\.kill|signal\.|os\.abort",
     "processes or the network": r"subprocess|os\.fork|os\.system|multiprocessing|socket|urllib|requests\.",
     "rebinding library functions": r"^\s*(np|numpy|torch|math|builtins|sys|os)\.[\w.]+\s*=(?!=)|setattr\(\s*(np|numpy|torch|math|builtins)\b|sys\.modules",
-    "the interpreter's machinery": r"ctypes|set_custom_exc|get_ipython\(\)\.(events|set_|run_cell)|sys\.settrace|gc\.get_objects",
+    "the interpreter's machinery": r"(?<![.\w])(exec|eval|compile)\(|ctypes|set_custom_exc|get_ipython\(\)\.(events|set_|run_cell)|sys\.settrace|gc\.get_objects",
     "objects that fake comparisons or conversions": r"def __(eq|ne|array|array_ufunc|float|bool|getattr|instancecheck)__|\(\s*(np\.)?ndarray\s*\)",
 }
 
