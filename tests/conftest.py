@@ -16,12 +16,6 @@ from course_grading.course import ROOT, units
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def pytest_collection_modifyitems(items):
-    """Under `-n 2 --dist loadgroup` a file's tests (a notebook's cells, a module's shared class) stay together."""
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-
-
 def pack(bank):
     """Greedy packs of variants: distinct cells, disjoint `breaks`, bugs apart from alternatives."""
     packs = []
