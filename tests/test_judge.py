@@ -101,7 +101,7 @@ def test_sandbox_sees_its_folder_only(tmp_path):
     import sys
     done = subprocess.run(sandbox.command(tmp_path / "box", work, [sys.executable, "-c", probe],
                                           uid=sandbox.sandbox_uid()), capture_output=True, text=True, timeout=120)
-    assert done.stdout.split("\n")[:5] == ["['01_perceptron.ipynb']", "False", "False", "False", "grader hidden"], \
+    assert (done.stdout + done.stderr).split("\n")[:5] == ["['01_perceptron.ipynb']", "False", "False", "False", "grader hidden"], \
         done.stdout + done.stderr
 
 

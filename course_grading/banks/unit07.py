@@ -187,7 +187,7 @@ VARIANTS = [
             replace=(("grads = [lam * W for W in weights]",
                       "grads = [np.multiply(W, lam, out=W) for W in weights]"),),
             breaks=(_L2,), says="weights"),
-    Variant("L2 over np.array(weights) raises on ragged shapes", cell="l2_penalty",
+    Variant("exception: L2 over np.array(weights) raises on ragged shapes", cell="l2_penalty",
             replace=(("sum(float(np.sum(W ** 2)) for W in weights)", "np.sum(np.array(weights) ** 2)"),),
             breaks=(_L2,), says="raised"),
     # l1_penalty
