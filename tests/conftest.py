@@ -16,12 +16,19 @@ from course_grading.course import ROOT, units
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+def _layer(cell):
+    """A forward/backward pair shares a cache: 'batchnorm' for 'batchnorm_forward' and 'batchnorm_backward'."""
+    return cell.rsplit("_", 1)[0] if cell.endswith(("_forward", "_backward")) else cell
+
+
 def pack(bank):
-    """Greedy packs of variants: distinct cells, disjoint `breaks`, bugs apart from alternatives."""
+    """Greedy packs of variants: distinct cells (a layer's forward and backward apart), disjoint `breaks`,
+    bugs apart from alternatives."""
     packs = []
     for variant in bank:
         for group in packs:
-            if (all(v.cell != variant.cell and not set(v.breaks) & set(variant.breaks) for v in group)
+            if (all(_layer(v.cell) != _layer(variant.cell) and not set(v.breaks) & set(variant.breaks)
+                    for v in group)
                     and all(bool(v.breaks) == bool(variant.breaks) for v in group)):
                 group.append(variant)
                 break
