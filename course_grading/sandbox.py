@@ -34,15 +34,20 @@ def _namespaces():
     return unshare if os.geteuid() == 0 else ["--unshare-user", *unshare]
 
 
-def _ro_bind(path, made):
-    """Arguments binding `path` read-only, its missing parents created world-readable."""
+def _parents(path, made):
+    """Arguments creating the missing parents of `path` world-readable (bubblewrap's default is 0700)."""
     args = []
     for parent in reversed(Path(path).parents[:-1]):
         if str(parent) not in made:
             made.add(str(parent))
             args += ["--perms", "0755", "--dir", str(parent)]
+    return args
+
+
+def _ro_bind(path, made):
+    """Arguments binding `path` read-only, its missing parents created world-readable."""
     made.add(str(path))
-    return args + ["--ro-bind", str(path), str(path)]
+    return _parents(path, made) + ["--ro-bind", str(path), str(path)]
 
 
 def readonly_paths():
@@ -73,10 +78,7 @@ def command(folder, workdir, argv, uid=None, env=None):
     made = {"/", "/usr", "/etc", "/tmp"}
     for path in readonly_paths():
         args += _ro_bind(path, made)
-    for parent in reversed(folder.parents[:-1]):
-        if str(parent) not in made:
-            made.add(str(parent))
-            args += ["--perms", "0755", "--dir", str(parent)]
+    args += _parents(folder, made)
     args += ["--bind", str(folder), str(folder), "--chdir", str(workdir), "--clearenv"]
     variables = {k: os.environ[k] for k in KEEP_ENV if k in os.environ}
     variables.update(HOME=str(workdir), PATH=f"{Path(sys.prefix) / 'bin'}:/usr/bin:/bin",
