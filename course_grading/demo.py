@@ -40,9 +40,9 @@ def _deleted_test(nb):
     return nb
 
 
-def sample_class(root=ROOT):
+def sample_class(root=ROOT, only=()):
     """{student: {unit: notebook | raw text | None}}: one student per situation an instructor meets."""
-    units = course_units(root)
+    units = course_units(root, only)
     solved = {u: samples.student_notebook(root, u) for u in units}
 
     def one_change(unit, notebook):
@@ -66,8 +66,9 @@ def sample_class(root=ROOT):
     }
 
 
-def run_demo(out, root=ROOT, jobs=2, progress=True):
-    """build, write the sample class, grade it, verify; returns (report, verify problems)."""
+def run_demo(out, root=ROOT, jobs=2, progress=True, only=()):
+    """build, write the sample class (of the units `only`, default all), grade it, verify;
+    returns (report, verify problems)."""
     from course_grading.build import generate_release
     from course_grading.grading import grade_class, table
     from course_grading.verify import clean_notebook_problems, grading_problems, leak_problems
@@ -79,10 +80,10 @@ def run_demo(out, root=ROOT, jobs=2, progress=True):
     print("2/4 writing the sample class")
     submissions = out / "submissions"
     shutil.rmtree(submissions, ignore_errors=True)
-    students = sample_class(root)
+    students = sample_class(root, only)
     samples.write_class(submissions, students)
     print(f"3/4 autograding {len(students)} students with {jobs} worker(s) into {out / 'grading'}")
-    report = grade_class(submissions, out / "grading", jobs=jobs, root=root, progress=progress)
+    report = grade_class(submissions, out / "grading", jobs=jobs, root=root, only=only, progress=progress)
     print("4/4 verifying the course (solutions full marks, stubs zero, clean notebooks, no leaks)")
     problems = grading_problems(report, "ada_full_solution", "ben_unchanged_release")
     problems += clean_notebook_problems(root)

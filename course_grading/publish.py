@@ -16,7 +16,7 @@ MANIFEST = ".course-edition.json"
 COPIED = ("release", "notebooks", "course_utils", "pyproject.toml", "environment.yml", "LICENSE")
 COURSE_FOLDERS = (".git", "release", "notebooks", "course_utils", "course_grading", "source", "docs", "tests")
 SKIPPED = ("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info")
-SETUP_MARKERS = ("google.colab", "from course_utils import setup", "device = setup()")
+SETUP_MARKERS = ("google.colab", "from course_utils import setup", "device = setup(")
 GUIDE_LAUNCH, GUIDE_NOTEBOOKS = "<!-- edition: launch -->", "<!-- edition: notebooks -->"
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
@@ -30,7 +30,7 @@ try:
 except ImportError:
     pass
 from course_utils import setup
-device = setup()'''
+{setup_call}'''
 
 SETUP_CELL_NO_ADDRESS = '''\
 # Setup: picks the device. In Colab the course helpers (course_utils) must be installed first.
@@ -49,7 +49,7 @@ except ModuleNotFoundError:
         "live. Ask for the address of the course's student edition and run, in a new cell,\\n"
         "    %pip install \\"nn-course @ git+ADDRESS\\"\\n"
         "then run this cell again.") from None
-device = setup()'''
+{setup_call}'''
 
 
 class PublishRefused(Exception):
@@ -92,8 +92,11 @@ def github_repo(edition_url):
     return found.group(1) if found else None
 
 
-def setup_cell(edition_url):
-    return SETUP_CELL.format(pip_url=pip_url(edition_url)) if edition_url else SETUP_CELL_NO_ADDRESS
+def setup_cell(edition_url, setup_call="device = setup()"):
+    """The edition's setup cell; `setup_call` is the notebook's own last line (e.g. setup(torch=False))."""
+    if edition_url:
+        return SETUP_CELL.format(pip_url=pip_url(edition_url), setup_call=setup_call)
+    return SETUP_CELL_NO_ADDRESS.replace("{setup_call}", setup_call)
 
 
 def edition_notebook(path, edition_url):
@@ -103,7 +106,8 @@ def edition_notebook(path, edition_url):
     nb = nbformat.read(path, as_version=4)
     first = next((c for c in nb.cells if c.cell_type == "code"), None)
     if first is not None and all(m in first.source for m in SETUP_MARKERS):
-        first.source = setup_cell(edition_url)
+        call = next(line for line in first.source.splitlines() if line.startswith("device = setup("))
+        first.source = setup_cell(edition_url, call)
     return nbformat.writes(nb) + "\n"
 
 

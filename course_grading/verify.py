@@ -7,7 +7,7 @@ from course_grading import samples
 from course_grading.build import release_differences
 from course_grading.course import ROOT, units as course_units
 
-SETUP_MARKERS = ("google.colab", "from course_utils import setup", "device = setup()")
+SETUP_MARKERS = ("google.colab", "from course_utils import setup", "device = setup(")
 LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
 
@@ -113,8 +113,9 @@ def grading_problems(report, solution="solution", release="release"):
     return problems
 
 
-def verify(root=ROOT, jobs=2, progress=True):
-    """All failures as text lines (empty when the course is sound)."""
+def verify(root=ROOT, jobs=2, progress=True, only=()):
+    """All failures as text lines (empty when the course is sound); `only` grades just those units'
+    solutions and stubs (the other checks always cover the whole course)."""
     from course_grading.grading import grade_class
     from course_grading.publish import publish
 
@@ -125,11 +126,11 @@ def verify(root=ROOT, jobs=2, progress=True):
     with tempfile.TemporaryDirectory() as scratch:
         publish(Path(scratch) / "edition", root)
         problems += leak_problems(Path(scratch) / "edition", root)
-        units = course_units(root)
+        units = course_units(root, only)
         samples.write_class(Path(scratch) / "class", {
             "solution": {u: samples.student_notebook(root, u) for u in units},
             "release": {u: samples.student_notebook(root, u, solved=False) for u in units}})
         report = grade_class(Path(scratch) / "class", Path(scratch) / "graded", jobs=jobs, root=root,
-                             progress=progress)
+                             only=only, progress=progress)
         problems += grading_problems(report)
     return problems

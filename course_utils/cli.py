@@ -26,7 +26,7 @@ def cmd_build(args):
 def cmd_verify(args):
     from course_grading.verify import verify
 
-    problems = verify(jobs=args.jobs)
+    problems = verify(jobs=args.jobs, only=args.units)
     for problem in problems:
         print(f"FAIL {problem}")
     print("course verified: solutions full marks, stubs zero, release in sync, notebooks clean, no leaks"
@@ -81,7 +81,7 @@ def cmd_publish(args):
 def cmd_demo(args):
     from course_grading.demo import run_demo
 
-    _, problems = run_demo(args.out, jobs=args.jobs)
+    _, problems = run_demo(args.out, jobs=args.jobs, only=args.units)
     for problem in problems:
         print(f"FAIL {problem}")
     return 1 if problems else 0
@@ -104,8 +104,10 @@ def parser():
 
     command("build", cmd_build, "regenerate release/ from source/ (nbgrader generate_assignment)") \
         .add_argument("units", nargs="*", help="unit numbers or names (default: all)")
-    command("verify", cmd_verify, "solutions pass, stubs fail, release in sync, notebooks clean, no leaks") \
-        .add_argument("--jobs", type=int, default=2)
+    verify = command("verify", cmd_verify, "solutions pass, stubs fail, release in sync, notebooks clean, no leaks")
+    verify.add_argument("--jobs", type=int, default=2)
+    verify.add_argument("--units", nargs="*", default=(), help="grade only these units' solutions and stubs "
+                        "(the other checks cover the whole course)")
     command("run", cmd_run, "execute lecture and solved assignment notebooks with a time table") \
         .add_argument("units", nargs="*", help="unit numbers or names (default: all)")
     grade = command("grade", cmd_grade, "autograde SUBMISSIONS/<student>/<unit>/<unit>.ipynb in parallel")
@@ -128,6 +130,7 @@ def parser():
     demo = command("demo", cmd_demo, "the whole pipeline on a generated sample class (the README's main job)")
     demo.add_argument("--out", type=Path, default=Path("demo"))
     demo.add_argument("--jobs", type=int, default=2)
+    demo.add_argument("--units", nargs="*", default=(), help="a sample class of these units only (default: all)")
     bench = command("bench", cmd_bench, "time notebooks, autograding and the parallel speed-up")
     bench.add_argument("--students", type=int, default=4)
     bench.add_argument("--jobs", type=int, default=2)

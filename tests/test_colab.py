@@ -101,7 +101,11 @@ def run_in_colab(colab, relative):
     km = KernelManager(kernel_name="colab", kernel_spec_manager=kernels)
     client = NotebookClient(nb, km=km, timeout=120, allow_errors=True,
                             resources={"metadata": {"path": str(content)}})
-    client.execute(env=colab["env"])
+    try:
+        client.execute(env=colab["env"])
+    finally:  # nbclient leaves a kernel manager it was handed running
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
     return nb
 
 

@@ -1,4 +1,6 @@
 """The helpers every notebook shares: visible-check messages, time limits, data, device, graphs."""
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -120,3 +122,10 @@ def test_setup_returns_a_device():
     from course_utils import setup
 
     assert setup().type in ("cpu", "cuda")
+    assert setup(torch=False) == "cpu"
+
+
+def test_a_numpy_only_setup_does_not_import_torch():
+    code = "from course_utils import setup; setup(torch=False); import sys; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split()[-1] == "False"
