@@ -60,22 +60,48 @@ def linear_regression(n=200, d=2, seed=0, noise=0.5):
     return X, y, w_true, b_true
 
 
+BREAST_CANCER_FEATURES = ("radius", "texture", "perimeter", "area", "smoothness", "compactness", "concavity",
+                          "concave points", "symmetry", "fractal dimension")
+
+
+def _bundled(name):
+    """Path of a data file scikit-learn ships (read directly: importing scikit-learn takes seconds), or None."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name if spec else None
+    return path if path and path.is_file() else None
+
+
 def breast_cancer(features=None):
     """scikit-learn's bundled breast-cancer set (two classes): X, y, feature names."""
-    from sklearn.datasets import load_breast_cancer
+    path = _bundled("breast_cancer.csv")
+    if path is None:
+        from sklearn.datasets import load_breast_cancer
 
-    data = load_breast_cancer()
-    X = data.data if features is None else data.data[:, features]
-    names = data.feature_names if features is None else data.feature_names[features]
-    return X, data.target, list(names)
+        data = load_breast_cancer()
+        X, y, names = data.data, data.target, list(data.feature_names)
+    else:
+        table = np.loadtxt(path, delimiter=",", skiprows=1)
+        X, y = table[:, :-1], table[:, -1].astype(int)
+        names = ([f"mean {f}" for f in BREAST_CANCER_FEATURES] + [f"{f} error" for f in BREAST_CANCER_FEATURES]
+                 + [f"worst {f}" for f in BREAST_CANCER_FEATURES])
+    if features is not None:
+        X, names = X[:, features], [names[i] for i in features]
+    return X, y, names
 
 
 def digits():
     """scikit-learn's bundled 8x8 digits: X (1797, 64) in [0, 16], y (1797,) in 0..9."""
-    from sklearn.datasets import load_digits
+    path = _bundled("digits.csv.gz")
+    if path is None:
+        from sklearn.datasets import load_digits
 
-    data = load_digits()
-    return data.data, data.target
+        data = load_digits()
+        return data.data, data.target
+    table = np.loadtxt(path, delimiter=",")
+    return table[:, :-1], table[:, -1].astype(int)
 
 
 def standardize(train, *others):

@@ -93,11 +93,24 @@ def test_separable_blobs_are_separable_and_xor_is_not():
     assert LinearSVC(C=100).fit(X, y).score(X, y) < 0.8
 
 
-def test_bundled_sets_need_no_download():
+def test_bundled_sets_need_no_download_and_equal_scikit_learns_loaders():
+    from sklearn.datasets import load_breast_cancer, load_digits
+
     X, y = data.digits()
-    assert X.shape == (1797, 64)
+    reference = load_digits()
+    assert X.shape == (1797, 64) and np.array_equal(X, reference.data) and np.array_equal(y, reference.target)
+    X, y, names = data.breast_cancer()
+    reference = load_breast_cancer()
+    assert np.array_equal(X, reference.data) and np.array_equal(y, reference.target)
+    assert names == list(reference.feature_names)
     X, y, names = data.breast_cancer(features=[0, 1])
-    assert X.shape[1] == 2 and len(names) == 2
+    assert X.shape[1] == 2 and names == ["mean radius", "mean texture"]
+
+
+def test_bundled_sets_load_without_importing_scikit_learn():
+    code = "from course_utils import data; data.digits(); data.breast_cancer(); import sys; print('sklearn' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split()[-1] == "False"
 
 
 def test_standardize_and_split():

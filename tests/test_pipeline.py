@@ -156,7 +156,7 @@ def test_parallel_grades_equal_plain_sequential_nbgrader(tmp_path):
 
     from course_grading.grading import cell_scores as scores_of
 
-    bank = variants(UNIT)[:4]
+    bank = variants(UNIT)[:2]  # two wrong answers, with the solution and the stub
     students = {"full": {UNIT: solved()}, "stub": {UNIT: samples.student_notebook(ROOT, UNIT, solved=False)}}
     students.update({f"v{i}": {UNIT: samples.student_notebook(ROOT, UNIT, v)} for i, v in enumerate(bank)})
     samples.write_class(tmp_path / "subs", students)
