@@ -30,3 +30,8 @@ from course_grading.judge import JudgedExecute  # noqa: E402
 
 c.Autograde.autograde_preprocessors = [JudgedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+
+# Feedback compiles its HTML templates once per process instead of once per notebook.
+from course_grading.feedback import CachedHTMLExporter  # noqa: E402
+
+c.GenerateFeedback.exporter_class = CachedHTMLExporter

@@ -117,7 +117,7 @@ def test_bad_submissions_are_reported_and_never_stop_the_class(tmp_path):
 
 
 def test_grading_resumes_after_an_interruption_without_double_counting(tmp_path):
-    students = {f"s{i}": {UNIT: solved()} for i in range(6)}
+    students = {f"s{i}": {UNIT: solved()} for i in range(4)}
     wrong = next(v for v in variants(UNIT) if v.breaks)
     students["s_wrong"] = {UNIT: samples.student_notebook(ROOT, UNIT, wrong)}
     samples.write_class(tmp_path / "subs", students)
@@ -203,3 +203,26 @@ def test_demo_grades_the_sample_class_as_described(tmp_path):
     assert "missing notebook" in notes["jon_missing_notebook"]
     assert (tmp_path / "demo" / "grading" / "grades.csv").exists()
     assert list((tmp_path / "demo" / "grading" / "feedback").glob("*/*/*.html"))
+
+
+def test_feedback_templates_compile_once_and_render_the_same(monkeypatch):
+    import jinja2
+    from nbconvert.exporters import HTMLExporter
+
+    from course_grading.feedback import CachedHTMLExporter
+
+    compiled = []
+    compile_template = jinja2.Environment.compile
+
+    def counting_compile(self, *args, **kwargs):
+        compiled.append(args[0][:20])
+        return compile_template(self, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counting_compile)
+    nb = samples.read(ROOT / "release" / UNIT / f"{UNIT}.ipynb")
+    plain = HTMLExporter().from_notebook_node(nb)[0]
+    first = CachedHTMLExporter().from_notebook_node(nb)[0]
+    after_first = len(compiled)
+    second = CachedHTMLExporter().from_notebook_node(nb)[0]
+    assert after_first and len(compiled) == after_first, "the second render compiled its templates again"
+    assert plain == first == second
