@@ -6,8 +6,8 @@ from pathlib import Path
 from course_grading import samples
 from course_grading.build import release_differences
 from course_grading.course import ROOT, units as course_units
+from course_grading.publish import SETUP_MARKERS
 
-SETUP_MARKERS = ("google.colab", "from course_utils import setup", "device = setup(")
 LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
 
