@@ -12,6 +12,7 @@ this process (an instructor running the source notebook, quickcheck), so both be
 import ast
 import contextlib
 import importlib
+import io
 import socket
 
 import numpy as np
@@ -291,12 +292,15 @@ def resolve_check(name):
 
 
 def run(check_name, channel, objects):
-    """{'passed': bool, 'message': str} of one hidden check on proxies of the student's objects."""
+    """{'passed': bool, 'message': str, 'notes': str} of one hidden check on proxies of the student's
+    objects; `notes` is what the check printed for the student (the kernel prints it in the cell)."""
+    printed = io.StringIO()
     try:
-        resolve_check(check_name)(*objects)
+        with contextlib.redirect_stdout(printed):
+            resolve_check(check_name)(*objects)
     except CheckFailed as error:
-        return {"passed": False, "message": str(error)}
-    return {"passed": True, "message": ""}
+        return {"passed": False, "message": str(error), "notes": printed.getvalue()}
+    return {"passed": True, "message": "", "notes": printed.getvalue()}
 
 
 def run_local(check_name, student_objects):

@@ -194,6 +194,8 @@ def hidden_check(name, *student_objects):
         verdict = _judged(path, name, student_objects)
     else:
         verdict = _local(name, student_objects)
+    if verdict.get("notes"):
+        print(str(verdict["notes"]).rstrip())
     if verdict.get("passed"):
         print(f"{name.rsplit('.', 1)[-1]}: all hidden checks passed")
         return

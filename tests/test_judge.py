@@ -91,6 +91,24 @@ def test_only_unit_checks_can_be_named():
             remote.resolve_check(name)
 
 
+def test_what_a_check_prints_goes_to_the_students_cell(monkeypatch, capsys):
+    from course_utils.judge import hidden_check
+
+    def check_with_a_note(f):
+        print("note: only part of this was checked")
+        if f(1) != 2:
+            raise CheckFailed("f(1) should be 2")
+
+    monkeypatch.setattr(remote, "resolve_check", lambda name: check_with_a_note)
+    channel = remote.LocalChannel()
+    verdict = remote.run("unit06.check_x", channel, [channel.proxy(lambda x: 2 * x)])
+    assert verdict == {"passed": True, "message": "", "notes": "note: only part of this was checked\n"}
+    assert capsys.readouterr().out == "", "the note went to the grader's own output"
+    with pytest.raises(CheckFailed, match="should be 2"):
+        hidden_check("unit06.check_x", lambda x: 3 * x)
+    assert "only part of this was checked" in capsys.readouterr().out
+
+
 @pytest.mark.skipif(bool(sandbox.available()), reason=f"no sandbox here: {sandbox.available()}")
 def test_sandbox_sees_its_folder_only(tmp_path):
     work = sandbox.prepare_folder(tmp_path / "box", ROOT / "release" / "01_perceptron", sandbox.sandbox_uid())
