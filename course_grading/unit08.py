@@ -215,6 +215,7 @@ def _clip_cases():
                                                0.05 * rng.normal(size=(1, 3))], 3.0),
         ("four gradients, integer max_norm", [rng.normal(size=(2, 2, 2)), rng.normal(size=5),
                                               rng.normal(size=(3, 1)), rng.normal(size=2)], 2),
+        ("two gradients, total norm 1.3", [np.array([[0.5, 0.0], [0.0, 0.0]]), np.array([0.0, 1.2])], 0.4),
     ]
     return cases
 
@@ -245,8 +246,19 @@ def check_clip_grad_norm(clip_grad_norm):
                 else "total_norm is the 2-norm of all gradients together: the square root of the sum of "
                      "all their squared entries.")
         _close(total, expected_total, f"total_norm of {call}", hint=hint)
-        hint = ("Scale every gradient by the same factor max_norm / (total_norm + 1e-6), computed from the norm "
-                "of all gradients together, and only when total_norm > max_norm; otherwise return them "
-                "unchanged.")
         for index, (got, ref) in enumerate(zip(clipped, expected)):
-            _close(got, ref, f"clipped[{index}] (shape {ref.shape}) of {call}", hint=hint)
+            what = f"clipped[{index}] (shape {ref.shape}) of {call}"
+            got = as_array(got, what)
+            _close(got, ref, what, hint=_clip_hint(got, grads[index], max_norm, expected_total))
+
+
+def _clip_hint(got, grad, max_norm, total):
+    """Name the missing eps when `got` is grad * max_norm / total exactly; else the rule in words."""
+    if total > max_norm and got.shape == grad.shape:
+        with np.errstate(all="ignore"):
+            if np.allclose(got, grad * (max_norm / total), rtol=1e-12, atol=0):
+                return ("Your factor is max_norm / total_norm: torch adds an eps of 1e-6 to the norm, "
+                        "max_norm / (total_norm + 1e-6).")
+    return ("Scale every gradient by the same factor max_norm / (total_norm + 1e-6), computed from the norm "
+            "of all gradients together, and only when total_norm > max_norm; otherwise return them "
+            "unchanged.")

@@ -184,6 +184,9 @@ def clip_grad_norm(grads, max_norm):
         clipped.append(g * (max_norm / (norm + 1e-6)) if norm > max_norm else g)
     return clipped, total_norm
 ''', breaks=(T_CLIP,), says="every gradient scaled"),
+    Variant("clip without torch's eps: max_norm / total_norm", cell="clip_grad_norm",
+            replace=(("max_norm / (total_norm + 1e-6)", "max_norm / total_norm"),),
+            breaks=(T_CLIP,), says="eps"),
     Variant("clip returns the clipped norm instead of the original", cell="clip_grad_norm",
             replace=(("return clipped, total_norm",
                       "return clipped, float(np.sqrt(sum(np.sum(g ** 2) for g in clipped)))"),),
