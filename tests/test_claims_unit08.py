@@ -1,6 +1,7 @@
 """Claims of lecture 08 (optimizers), asserted on the lecture's own code and seeds."""
 import numpy as np
 import pytest
+import torch
 
 from tests.lectures import lecture
 
@@ -44,6 +45,88 @@ def test_warmup_avoids_the_divergence_shown_without_it(ns):
     assert warm[-1] < 0.01
 
 
-def test_clipping_also_tames_the_first_steps(ns):
+def test_without_warm_up_other_seeds_stall_at_chance_level(ns):
+    for seed in (1, 2):
+        with np.errstate(all="ignore"):
+            losses, _ = ns["train_full_batch"](4.0, seed=seed)
+        assert losses[-1] == pytest.approx(np.log(10), abs=0.01), (seed, losses[-1])
+
+
+def test_clipping_does_not_stop_the_spike_but_the_runaway(ns):
     losses, norms = ns["warmup_runs"]["lr 4, no warm-up, clipped at 1"]
-    assert losses[-1] < 0.01 and np.all(np.isfinite(norms))
+    assert np.round(losses[3], 2) == 0.90 and np.round(losses[4], 1) == 9.5, "at step 5: 0.90 -> 9.5"
+    assert np.round(norms[4], 1) == 9.6 and np.round(losses[5], 1) == 1.2, "norm 9.6, then back to 1.2"
+    assert 1.5e-4 < losses[-1] < 2.5e-4 and np.all(np.isfinite(norms)), "trains to 2e-4"
+    assert np.isnan(ns["warmup_runs"]["lr 4, no warm-up"][0][-1]), "the unclipped run ends as NaN"
+
+
+def final_losses(runs):
+    return {name: float(losses[-1]) for name, (_, losses) in runs.items()}
+
+
+def test_the_bowl_and_its_stability_limit(ns):
+    quadratic, start = ns["quadratic"], ns["PROBLEMS"]["quadratic"]["start"]
+    assert quadratic(start) == 41.75
+    stable, unstable = (ns["run_optimizer"](lambda q, lr=lr: torch.optim.SGD(q, lr=lr), "quadratic")[1]
+                        for lr in (0.065, 0.07))
+    assert stable[-1] < stable[0] and unstable[-1] > 1e3 * unstable[0], "stable only below 2/30"
+
+
+def test_momentum_is_a_dial_and_0_9_is_too_much_for_this_bowl(ns):
+    final = final_losses(ns["momentum_runs"])
+    plain, best, heavy = final["SGD, momentum 0.0"], final["SGD, momentum 0.7"], final["SGD, momentum 0.9"]
+    assert best < 1e-3 * plain and best < 1e-3 * heavy, final
+    assert heavy == pytest.approx(41.75 * 0.9 ** 120, rel=0.05) and np.round(heavy, 5) == 1.3e-4
+    sgd = ns["race"]["quadratic"]["SGD"][1][-1]
+    assert np.round(sgd, 7) == 2.8e-6 and sgd < heavy / 10, "plain GD at lr 0.06 beats momentum 0.9"
+    kappa = ns["quadratic_gradient"](0.0, 1.0)[1] / ns["quadratic_gradient"](1.0, 0.0)[0]
+    assert kappa == 30.0
+    assert ((np.sqrt(kappa) - 1) / (np.sqrt(kappa) + 1)) ** 2 == pytest.approx(0.48, abs=0.005)
+    assert ((1 + np.sqrt(0.9)) / (1 - np.sqrt(0.9))) ** 2 == pytest.approx(1400, rel=0.05)
+    mu, lr = 0.7, 0.03
+    assert (1 - np.sqrt(mu)) ** 2 < lr * 1.0 and lr * kappa < (1 + np.sqrt(mu)) ** 2, "both oscillate"
+    assert np.sqrt(mu) == pytest.approx(0.84, abs=0.005) and np.sqrt(0.9) == pytest.approx(0.949, abs=5e-4)
+
+
+def test_the_look_ahead_form_is_torch_nesterov_and_beats_the_heavy_ball(ns):
+    assert ns["nesterov_gap"] < 1e-12
+    momentum, nesterov = ns["nesterov_runs"]["momentum 0.9"][1], ns["nesterov_runs"]["Nesterov 0.9"][1]
+    assert nesterov[60] < momentum[60] and nesterov[-1] < momentum[-1]
+
+
+def test_adagrad_steps_shrink_like_one_over_sqrt_t_only_for_steady_gradients(ns):
+    p = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.Adagrad([p], lr=0.5)
+    steps = []
+    for _ in range(120):
+        p.grad = torch.full((1,), 0.7, dtype=torch.float64)
+        optimizer.step()
+        steps.append(0.5 / (np.sqrt(optimizer.state[p]["sum"].item()) + 1e-10))
+    assert steps[9] / steps[119] == pytest.approx(np.sqrt(12), rel=1e-6)
+    assert np.sqrt(12) == pytest.approx(3.5, abs=0.05)
+    x_steps = ns["adaptive_steps"]["AdaGrad (lr 0.5)"][:, 0]
+    assert np.round(x_steps[9], 3) == 0.056 and np.round(x_steps[119], 3) == 0.047, "it levels off"
+    rmsprop = ns["adaptive_steps"]["RMSProp (lr 0.05)"]
+    assert np.all(rmsprop[119] > rmsprop[9]), "RMSProp keeps its steps alive"
+
+
+def test_adam_bias_correction_numbers(ns):
+    factor = lambda t: (1 - 0.9 ** t) / np.sqrt(1 - 0.999 ** t)  # noqa: E731
+    assert np.sqrt(1 - 0.999) == pytest.approx(0.03, abs=0.002)
+    assert 1 / np.sqrt(1 - 0.999) == pytest.approx(30, rel=0.06)
+    assert np.round(factor(1)) == 3 and np.round(factor(100)) == 3
+    assert all(6 <= factor(t) <= 7 for t in range(10, 21))
+    assert factor(1000) > 1.2 and factor(5000) < 1.01, "close to 1 only after thousands"
+    assert ns["step_without"][0] == pytest.approx(factor(1)) and ns["step_with"][0] == pytest.approx(1.0)
+
+
+def test_the_race(ns):
+    quadratic = ns["quadratic_final"]
+    for name in ("momentum", "Nesterov", "AdaGrad"):
+        assert quadratic[name] < 1e-6 * quadratic["SGD"], (name, quadratic)
+    assert quadratic["RMSProp"] < quadratic["SGD"] < quadratic["Adam"]
+    x, y = ns["PROBLEMS"]["rosenbrock"]["start"]
+    hessian = [[2 - 400 * (y - x ** 2) + 800 * x ** 2, -400 * x], [-400 * x, 200]]
+    assert 1500 < np.linalg.eigvalsh(hessian).max() < 2500, "curvature near 2000 at the start"
+    final, distance = ns["rosenbrock_final"], ns["rosenbrock_distance"]
+    assert final["Nesterov"] < 1e-3 and distance["Nesterov"] < 0.05
