@@ -33,6 +33,11 @@ def test_lr_range_test_suggestion_trains(ns):
     assert accuracy > 0.9, accuracy
     too_small = next(run for name, run in ns["range_test_training"].items() if name.startswith("100x smaller"))
     assert too_small[1] < 0.5, "a rate 100 times smaller barely trains in the same budget"
+    runs = ns["range_test_training"]
+    at_minimum = next(run for name, run in runs.items() if name.startswith("at the minimum"))
+    assert ns["lr_at_min"] == pytest.approx(10 * ns["suggested_lr"]) and at_minimum[1] < 0.2, "past the edge"
+    assert at_minimum[0][-1] == pytest.approx(np.log(10), abs=0.1), "stalls at chance level"
+    assert len(ns["X_digits"]) == 1797 and len(ns["range_lrs"]) <= 100
 
 
 def test_warmup_avoids_the_divergence_shown_without_it(ns):
