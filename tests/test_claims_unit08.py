@@ -132,6 +132,12 @@ def test_the_race(ns):
     assert quadratic["RMSProp"] < quadratic["SGD"] < quadratic["Adam"]
     x, y = ns["PROBLEMS"]["rosenbrock"]["start"]
     hessian = [[2 - 400 * (y - x ** 2) + 800 * x ** 2, -400 * x], [-400 * x, 200]]
-    assert 1500 < np.linalg.eigvalsh(hessian).max() < 2500, "curvature near 2000 at the start"
+    curvature = np.linalg.eigvalsh(hessian).max()
+    assert 1500 < curvature < 2500 and 2 / curvature == pytest.approx(1e-3, rel=0.1), "curvature near 2000"
+    with np.errstate(all="ignore"):
+        edge, beyond = (ns["run_optimizer"](lambda q, lr=lr: torch.optim.SGD(q, lr=lr), "rosenbrock")[1]
+                        for lr in (2e-3, 2.5e-3))
+    assert 400 < np.nanmax(edge) < 600 and edge[-1] < 1e-3, "twice the rate survives a jump and gets there"
+    assert not np.isfinite(beyond[-1]), "2.5e-3 diverges"
     final, distance = ns["rosenbrock_final"], ns["rosenbrock_distance"]
     assert final["Nesterov"] < 1e-3 and distance["Nesterov"] < 0.05
