@@ -96,6 +96,7 @@ def test_the_network_width_sweep_rises_and_falls(ns):
     assert train[first] > 0.25 * ns["nn_noise"] ** 2, "the first minimum does not interpolate"
     widths = list(ns["widths"])
     assert (widths[first], widths[peak]) == (8, 28)
+    assert 1 < (6 * widths[peak] + 1) / ns["nn_n"] < 4, "the peak where 6h + 1 is a small multiple of N"
     assert test[first] == pytest.approx(0.44, abs=0.01) and test[peak] == pytest.approx(0.78, abs=0.01)
 
 
