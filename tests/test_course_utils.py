@@ -156,6 +156,17 @@ def test_setup_returns_a_device():
     assert setup(torch=False) == "cpu"
 
 
+def test_setup_shows_warnings_on_stdout_not_stderr():
+    """Students see torch's shape warning (and their own); a graded cell never writes to stderr."""
+    code = ("from course_utils import setup; import torch, warnings; setup()\n"
+            "torch.nn.functional.mse_loss(torch.zeros(4, 1), torch.zeros(4))\n"
+            "warnings.warn('my own', DeprecationWarning)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "UserWarning: Using a target size" in done.stdout
+    assert "DeprecationWarning: my own" in done.stdout
+    assert done.stderr == ""
+
+
 def test_a_numpy_only_setup_does_not_import_torch():
     code = "from course_utils import setup; setup(torch=False); import sys; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
