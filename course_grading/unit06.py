@@ -207,12 +207,14 @@ def _column_sums_vanish(dx, shapes, hint):
 
 
 def _own_scale(x, x_hat, informative):
-    """Per informative column, s with x_hat = (x - mean) / s; None unless x_hat is such a standardisation."""
+    """Per informative column, s with x_hat = (x - mean) / s; None unless x_hat is such a standardisation
+    (in at least one column)."""
     centred = (x - x.mean(axis=0))[:, informative]
     own = x_hat[:, informative]
     scale = (centred * own).sum(axis=0) / np.maximum((own * own).sum(axis=0), 1e-300)
     residual = np.abs(centred - scale * own).max(axis=0, initial=0.0)
-    if np.all(scale > 0) and np.all(residual <= 1e-6 * np.abs(centred).max(axis=0, initial=0.0)):
+    if informative.any() and np.all(scale > 0) and np.all(
+            residual <= 1e-6 * np.abs(centred).max(axis=0, initial=0.0)):
         return scale
     return None
 
