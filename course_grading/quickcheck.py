@@ -33,7 +33,9 @@ def run_cells(nb):
         error = ""
         try:
             with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-                exec(compile(transform(cell.source), f"<cell {samples.grade_id(cell)}>", "exec"), namespace)
+                # named like IPython's cells, so messages locate student code as in a kernel
+                name = f"<ipython-input-{samples.grade_id(cell)}>"
+                exec(compile(transform(cell.source), name, "exec"), namespace)
         except BaseException as exc:  # noqa: BLE001 - like a kernel, go on after any error
             error = f"{type(exc).__name__}: {exc}"
         if not error and err.getvalue().strip():

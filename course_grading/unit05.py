@@ -87,6 +87,16 @@ def check_calculate_gain(calculate_gain):
     if abs(got - _torch_gain("leaky_relu")) > 1e-10:
         raise CheckFailed(f"{what}: got {got:.10g}, expected {_torch_gain('leaky_relu'):.10g} "
                           f"(param=None means the default slope 0.01).")
+    for name in ("ReLU", "gelu", "softmax"):   # names torch rejects too
+        what = f"calculate_gain({name!r})"
+        try:
+            result = student_call(calculate_gain, name, what=what)
+        except CheckFailed as failure:
+            if f"{what} raised ValueError:" in str(failure):
+                continue
+            raise CheckFailed(f"{failure} Expected a ValueError for a name outside the table.") from None
+        raise CheckFailed(f"{what} returned {result!r}: for any name outside the table, raise a ValueError "
+                          f"(as torch does).")
 
 
 # ---------------------------------------------------------------------------------------------

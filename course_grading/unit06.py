@@ -173,6 +173,11 @@ def check_batchnorm_eval(batchnorm_forward):
     _close(out, bn(torch.tensor(x)).detach().numpy(),
            "out of batchnorm_forward in eval mode with no running statistics yet",
            hint="Absent running statistics start as zeros (mean) and ones (variance), in both modes.")
+    when = "after an eval-mode call that started without running statistics"
+    for key, start in (("running_mean", np.zeros(4)), ("running_var", np.ones(4))):
+        _close(_read_stat(bn_param, key, 4, when), start, f"bn_param[{key!r}] {when}",
+               hint="Absent running statistics are created (zeros for the mean, ones for the variance) and "
+                    "stored in bn_param in both modes; evaluation mode never updates them.")
 
 
 # (N, D, eps, constant column)
@@ -201,9 +206,53 @@ def _column_sums_vanish(dx, shapes, hint):
                  rtol=0, atol=1e-9 * scale * dx.shape[0], hint=hint)
 
 
+def _own_scale(x, x_hat, informative):
+    """Per informative column, s with x_hat = (x - mean) / s; None unless x_hat is such a standardisation
+    (in at least one column)."""
+    centred = (x - x.mean(axis=0))[:, informative]
+    own = x_hat[:, informative]
+    scale = (centred * own).sum(axis=0) / np.maximum((own * own).sum(axis=0), 1e-300)
+    residual = np.abs(centred - scale * own).max(axis=0, initial=0.0)
+    if informative.any() and np.all(scale > 0) and np.all(
+            residual <= 1e-6 * np.abs(centred).max(axis=0, initial=0.0)):
+        return scale
+    return None
+
+
+_OWN = ("Your batchnorm_forward's training-mode output is wrong (its own cells grade that), so this was "
+        "checked against your own x_hat = (out - beta) / gamma. ")
+
+
+def _check_with_own_x_hat(x, out, gamma, beta, dout, dx, dgamma, eps, shapes, extra):
+    """No cascade from a wrong forward: the backward must still be right for the student's own x_hat.
+
+    dgamma = sum(dout * x_hat); in every column whose variance is well above eps, dx must be the
+    textbook formula with the student's own statistics, or the exact gradient of the student's forward.
+    """
+    x_hat = (out - beta) / gamma
+    informative = x.var(axis=0) > 1e4 * eps
+    scale = _own_scale(x, x_hat, informative)
+    if scale is None:   # out is not gamma * (a standardised x) + beta: only the checks above apply
+        return
+    expected = (dout * x_hat).sum(axis=0)
+    expect_close(dgamma, expected, f"dgamma {shapes}", rtol=1e-6,
+                 atol=1e-9 * max(1.0, float(np.abs(dout * x_hat).sum(axis=0).max(initial=0.0))),
+                 hint=_OWN + _DGAMMA_HINT + extra)
+    dx = as_array(dx, f"dx {shapes}").astype(float)
+    n = x.shape[0]
+    for j, s in zip(np.flatnonzero(informative), scale):
+        g, h = dout[:, j] * gamma[j], x_hat[:, j]
+        u, along = g - g.mean(), (g * h).sum()
+        textbook, exact = (u - h * along / n) / s, (u - h * along / (h * h).sum()) / s
+        size = max(1e-12, float(np.abs(u).max()) / s)
+        error = min(np.abs(dx[:, j] - textbook).max(), np.abs(dx[:, j] - exact).max()) / size
+        if not error <= 1e-3:
+            raise CheckFailed(f"dx {shapes}, column {j}: off by {100 * error:.2g}% of its size from the gradient "
+                              f"for your x_hat. " + _OWN + _DX_HINT + extra)
+
+
 @hidden_check(numpy_only=True)
 def check_batchnorm_backward(batchnorm_forward, batchnorm_backward):
-    forward_wrong = []
     for seed, (n, d, eps, constant) in enumerate(_BACKWARD_CASES):
         rng = np.random.default_rng(630 + seed)
         x, (gamma, beta) = _batch(rng, n, d, constant), _affine(rng, d)
@@ -234,12 +283,10 @@ def check_batchnorm_backward(batchnorm_forward, batchnorm_backward):
         if not np.array_equal(dout, dout_copy):
             raise CheckFailed("batchnorm_backward changed dout. Work on new arrays.")
         out_array = as_array(out, "out of batchnorm_forward").astype(float)
-        if out_array.shape != ref_out.shape or not _matches(out_array, ref_out):
-            forward_wrong.append(shapes)   # the forward is graded by its own cells
+        if out_array.shape != ref_out.shape:
+            continue   # the forward is graded by its own cells
+        if not _matches(out_array, ref_out):
+            _check_with_own_x_hat(x, out_array, gamma, beta, dout, dx, dgamma, eps or 1e-5, shapes, extra)
             continue
         _close(dgamma, ref_dgamma, f"dgamma {shapes}", hint=_DGAMMA_HINT + extra)
         _close(dx, ref_dx, f"dx {shapes}", hint=_DX_HINT + extra)
-    if len(forward_wrong) == len(_BACKWARD_CASES):
-        print("note: your batchnorm_forward's training-mode output is wrong, so batchnorm_backward was "
-              "checked only for what holds for any forward pass (dbeta, and dx summing to zero over the "
-              "batch). Fix batchnorm_forward, then rerun this cell.")

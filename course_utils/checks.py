@@ -18,13 +18,25 @@ class CheckFailed(AssertionError):
     """A check failed; the message is written for the student."""
 
 
-def student_location(tb):
-    """' (in f, line N: `code`)' for the innermost frame that comes from a notebook cell, else ''."""
-    where = ""
+def _notebook_frame(tb):
+    """The innermost frame of traceback `tb` that comes from a notebook cell, or None."""
+    found = None
     for frame in traceback.extract_tb(tb):
         if "ipykernel" in frame.filename or frame.filename.startswith("<ipython-input"):
-            where = f" (in {frame.name}, line {frame.lineno}: `{(frame.line or '').strip()}`)"
-    return where
+            found = frame
+    return found
+
+
+def student_location(tb):
+    """' (in f, line N: `code`)' for the innermost frame that comes from a notebook cell, else ''."""
+    frame = _notebook_frame(tb)
+    return f" (in {frame.name}, line {frame.lineno}: `{(frame.line or '').strip()}`)" if frame else ""
+
+
+def student_function(tb):
+    """The name of the notebook function the innermost notebook frame of `tb` runs, else ''."""
+    frame = _notebook_frame(tb)
+    return frame.name if frame and not frame.name.startswith("<") else ""
 
 
 class StudentError(Exception):
@@ -44,7 +56,9 @@ def student_error(described):
     """The exception to raise for a description made by course_utils.judge.describe."""
     special = _SPECIAL.get(described["type"])
     if special is not None:
-        return special(described["message"])
+        error = special(described["message"])
+        error.function = described.get("function", "")
+        return error
     return StudentError(described["type"], described["message"], described.get("where", ""))
 
 
@@ -82,8 +96,9 @@ def checking(what, seconds=10):
             yield
     except CheckFailed:
         raise
-    except NotImplementedError:
-        failure = f"{what}: not implemented yet (it still raises NotImplementedError)."
+    except NotImplementedError as error:
+        function = getattr(error, "function", "") or student_function(error.__traceback__) or "it"
+        failure = f"{what}: not implemented yet ({function} still raises NotImplementedError)."
     except TimeoutError:
         failure = f"{what}: did not finish within {seconds} s. Look for a loop that never ends."
     except RecursionError:

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from course_utils import wire
-from course_utils.checks import CheckFailed, student_location, time_limit
+from course_utils.checks import CheckFailed, student_function, student_location, time_limit
 
 OPERATORS = {name: getattr(operator, name) for name in (
     "add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "neg", "pos", "abs",
@@ -103,7 +103,8 @@ class Kernel:
 def describe(error):
     """A student's exception as plain data: its type, message and the notebook line it came from."""
     return {"type": type(error).__name__, "message": _short(_safe_str(error)),
-            "where": student_location(error.__traceback__)}
+            "where": student_location(error.__traceback__),
+            "function": student_function(error.__traceback__)}
 
 
 def _safe_str(error):

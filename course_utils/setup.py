@@ -1,5 +1,6 @@
-"""The first cell of every notebook calls `setup()`: seeds, quiet plots, the device to use."""
+"""The first cell of every notebook calls `setup()`: seeds, plot style, warnings on stdout, the device."""
 import random
+import sys
 import warnings
 
 import numpy as np
@@ -12,9 +13,15 @@ def pick_device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def show_warning_on_stdout(message, category, filename, lineno, file=None, line=None):
+    """warnings.showwarning writing to stdout: nbgrader zeroes a graded cell that writes to stderr."""
+    (file or sys.stdout).write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def setup(seed=0, quiet=True, torch=True):
     """Seed numpy/random (and torch), set the plot style and return the device notebooks should use.
 
+    quiet=True shows warnings on stdout instead of stderr (all of them, so students still see them).
     A numpy-only notebook passes torch=False: torch is then not imported (it takes seconds) and the
     device is 'cpu'.
     """
@@ -24,10 +31,8 @@ def setup(seed=0, quiet=True, torch=True):
     random.seed(seed)
     np.random.seed(seed)
     matplotlib.rcParams.update({"figure.figsize": (6, 4), "figure.dpi": 90, "axes.grid": True})
-    if quiet:  # nbgrader zeroes any graded cell that writes to stderr
-        warnings.filterwarnings("ignore", category=UserWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=FutureWarning)
+    if quiet:
+        warnings.showwarning = show_warning_on_stdout
     if not torch:
         threadpool_limits(1, user_api="blas")
         print(f"numpy {np.__version__}, device: cpu")

@@ -8,7 +8,8 @@ import pytest
 
 from course_utils import data, graphs
 from course_utils.checks import (CheckFailed, checking, expect_close, expect_equal, expect_numpy_only,
-                                 expect_scalar, expect_tuple, uses_torch)
+                                 expect_scalar, expect_tuple, student_error, uses_torch)
+from course_utils.judge import describe
 
 
 def test_expect_close_names_shape_error_and_place():
@@ -40,6 +41,23 @@ def test_checking_turns_student_errors_into_messages():
     with pytest.raises(CheckFailed, match="f\\(x\\) raised ZeroDivisionError"):
         with checking("f(x)"):
             1 / 0
+
+
+def test_not_implemented_names_the_function_that_raised():
+    namespace = {}
+    exec(compile("def gain():\n    raise NotImplementedError()\n\ndef init():\n    return gain()\n",
+                 "<ipython-input-1>", "exec"), namespace)
+    with pytest.raises(CheckFailed, match=r"init\(\): not implemented yet \(gain still raises"):
+        with checking("init()"):
+            namespace["init"]()
+    try:
+        namespace["init"]()
+    except NotImplementedError as error:
+        described = describe(error)     # the same, across the judge's wire
+    assert described["function"] == "gain"
+    with pytest.raises(CheckFailed, match=r"init\(\): not implemented yet \(gain still raises"):
+        with checking("init()"):
+            raise student_error(described)
 
 
 def test_checking_stops_infinite_loops_quickly():
@@ -136,6 +154,17 @@ def test_setup_returns_a_device():
 
     assert setup().type in ("cpu", "cuda")
     assert setup(torch=False) == "cpu"
+
+
+def test_setup_shows_warnings_on_stdout_not_stderr():
+    """Students see torch's shape warning (and their own); a graded cell never writes to stderr."""
+    code = ("from course_utils import setup; import torch, warnings; setup()\n"
+            "torch.nn.functional.mse_loss(torch.zeros(4, 1), torch.zeros(4))\n"
+            "warnings.warn('my own', DeprecationWarning)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "UserWarning: Using a target size" in done.stdout
+    assert "DeprecationWarning: my own" in done.stdout
+    assert done.stderr == ""
 
 
 def test_a_numpy_only_setup_does_not_import_torch():

@@ -12,6 +12,9 @@ def calculate_gain(nonlinearity, param=None):
         raise ValueError(f"unknown nonlinearity {nonlinearity}")
     return table[nonlinearity]
 '''
+_GAIN_TABLE_CHECK = """    if nonlinearity not in table:
+        raise ValueError(f"unknown nonlinearity {nonlinearity}")
+"""
 
 _XAVIER_UNIFORM_FROM_RANDOM = '''
 def xavier_uniform(fan_in, fan_out, gain=1.0, rng=None):
@@ -90,6 +93,16 @@ VARIANTS = [
     Variant("leaky_relu default slope 0", cell="calculate_gain",
             replace=(("slope = 0.01 if param is None", "slope = 0.0 if param is None"),),
             breaks=("test_calculate_gain",), says="leaky_relu"),
+    Variant("unknown nonlinearity gets gain 1 (no ValueError)", cell="calculate_gain",
+            replace=(('raise ValueError(f"unsupported nonlinearity {nonlinearity!r}")', "return 1.0"),),
+            breaks=("test_calculate_gain",), says="raise a ValueError"),
+    Variant("unknown nonlinearity raises KeyError (bare table lookup)", cell="calculate_gain",
+            source=_GAIN_TABLE.replace(_GAIN_TABLE_CHECK, ""),
+            breaks=("test_calculate_gain",), says="Expected a ValueError"),
+    Variant("calculate_gain left unimplemented", cell="calculate_gain",
+            source="def calculate_gain(nonlinearity, param=None):\n    raise NotImplementedError()\n",
+            breaks=("test_calculate_gain", "test_kaiming_uniform", "test_kaiming_normal"),
+            says="calculate_gain still raises NotImplementedError"),
     Variant("gain table as a dict", cell="calculate_gain", source=_GAIN_TABLE),
     # xavier_uniform
     Variant("normal std used as uniform bound", cell="xavier_uniform",

@@ -4,6 +4,20 @@ from course_grading.banks import Variant
 _TRAIN_STATS = '''        bn_param["running_mean"] = (1 - momentum) * bn_param["running_mean"] + momentum * mu
         bn_param["running_var"] = (1 - momentum) * bn_param["running_var"] + momentum * var * n / (n - 1)'''
 
+_CREATED = '''    if "running_mean" not in bn_param:
+        bn_param["running_mean"] = np.zeros(d)
+    if "running_var" not in bn_param:
+        bn_param["running_var"] = np.ones(d)
+
+    if bn_param["mode"] == "train":
+'''
+_CREATED_IN_TRAIN = '''    if bn_param["mode"] == "train":
+        if "running_mean" not in bn_param:
+            bn_param["running_mean"] = np.zeros(d)
+        if "running_var" not in bn_param:
+            bn_param["running_var"] = np.ones(d)
+'''
+
 _BACKWARD_GRAPH_WALK = '''
 def batchnorm_backward(dout, cache):
     """Walk the computational graph backwards, one node at a time."""
@@ -141,6 +155,37 @@ def batchnorm_backward(dout, cache):
     return dx, (dout * x_hat).sum(axis=0), dout.sum(axis=0)
 '''
 
+_UNBIASED_FORWARD = '''
+def batchnorm_forward(x, gamma, beta, bn_param):
+    """Normalises with the unbiased variance (N - 1): wrong, and graded in the forward's cells."""
+    eps = bn_param.get("eps", 1e-5)
+    momentum = bn_param.get("momentum", 0.1)
+    d = x.shape[1]
+    bn_param.setdefault("running_mean", np.zeros(d))
+    bn_param.setdefault("running_var", np.ones(d))
+    if bn_param["mode"] == "train":
+        mu, var = x.mean(axis=0), x.var(axis=0, ddof=1)
+        bn_param["running_mean"] = (1 - momentum) * bn_param["running_mean"] + momentum * mu
+        bn_param["running_var"] = (1 - momentum) * bn_param["running_var"] + momentum * var
+    else:
+        mu, var = bn_param["running_mean"], bn_param["running_var"]
+    x_hat = (x - mu) / np.sqrt(var + eps)
+    return gamma * x_hat + beta, (x, mu, var, eps, gamma, x_hat)
+'''
+
+# A wrong forward must not make any backward right: the backward cell redefines the forward (as a
+# student's later cell can), so the backward check sees the N - 1 forward and only it loses points.
+_UNBIASED_PAIR = _UNBIASED_FORWARD + '''
+
+def batchnorm_backward(dout, cache):
+    x, mu, var, eps, gamma, x_hat = cache
+    n = dout.shape[0]
+    g = dout * gamma
+    dx = {dx}
+    return dx, {dgamma}, dout.sum(axis=0)
+'''
+_TEXTBOOK_DX = "(n * g - g.sum(axis=0) - x_hat * (g * x_hat).sum(axis=0)) / (n * np.sqrt(var + eps))"
+
 _F = "batchnorm_forward"
 _B = "batchnorm_backward"
 _T_FWD, _T_RUN, _T_EVAL, _T_BWD = ("test_batchnorm_forward", "test_batchnorm_running_stats",
@@ -179,7 +224,7 @@ VARIANTS = [
     Variant("bn_param not updated in place (a new dict)", cell=_F,
             replace=(('    eps = bn_param.get("eps", 1e-5)\n',
                       '    bn_param = dict(bn_param)\n    eps = bn_param.get("eps", 1e-5)\n'),),
-            breaks=(_T_RUN,), says="not in a copy"),
+            breaks=(_T_RUN, _T_EVAL), says="not in a copy"),
     Variant("running statistics never stored back", cell=_F,
             replace=((_TRAIN_STATS, '''        running_mean = (1 - momentum) * bn_param["running_mean"] + momentum * mu
         running_var = (1 - momentum) * bn_param["running_var"] + momentum * var * n / (n - 1)'''),),
@@ -200,19 +245,14 @@ VARIANTS = [
                       '        mu, var = x.mean(axis=0), x.var(axis=0)\n'),),
             breaks=(_T_EVAL,), says="not with the batch statistics"),
     Variant("running statistics created in train mode only (KeyError in eval)", cell=_F,
-            replace=(('''    if "running_mean" not in bn_param:
-        bn_param["running_mean"] = np.zeros(d)
-    if "running_var" not in bn_param:
-        bn_param["running_var"] = np.ones(d)
-
-    if bn_param["mode"] == "train":
-''', '''    if bn_param["mode"] == "train":
-        if "running_mean" not in bn_param:
-            bn_param["running_mean"] = np.zeros(d)
-        if "running_var" not in bn_param:
-            bn_param["running_var"] = np.ones(d)
-'''),),
+            replace=((_CREATED, _CREATED_IN_TRAIN),),
             breaks=(_T_EVAL,), says="KeyError"),
+    Variant("absent running statistics used but not stored in eval mode", cell=_F,
+            replace=((_CREATED, _CREATED_IN_TRAIN),
+                     ('        mu, var = bn_param["running_mean"], bn_param["running_var"]\n',
+                      '        mu = bn_param.get("running_mean", np.zeros(d))\n'
+                      '        var = bn_param.get("running_var", np.ones(d))\n')),
+            breaks=(_T_EVAL,), says="store it in the dictionary"),
     # ---- backward ----------------------------------------------------------------------------
     Variant("dgamma not summed over the batch", cell=_B,
             replace=(("dgamma = (dout * x_hat).sum(axis=0)", "dgamma = dout * x_hat"),),
@@ -235,6 +275,13 @@ VARIANTS = [
             source=_REBUILT_WITH_RUNNING, breaks=(_T_BWD,), says="this batch's statistics"),
     Variant("backward ignores its cache (a global from the last forward)", cell=_B,
             source=_GLOBAL_CACHE, breaks=(_T_BWD,), says="use the cache you are given"),
+    Variant("N - 1 forward, backward without the variance path", cell=_B,
+            source=_UNBIASED_PAIR.format(dx="(g - g.mean(axis=0)) / np.sqrt(var + eps)",
+                                         dgamma="(dout * x_hat).sum(axis=0)"),
+            breaks=(_T_BWD,), says="your own x_hat"),
+    Variant("N - 1 forward, dgamma from x instead of x_hat", cell=_B,
+            source=_UNBIASED_PAIR.format(dx=_TEXTBOOK_DX, dgamma="(dout * x).sum(axis=0)"),
+            breaks=(_T_BWD,), says="your own x_hat"),
     # ---- broken code -------------------------------------------------------------------------
     Variant("exception: cache unpacked into the wrong number of names", cell=_B,
             replace=(("x, mu, var, eps, gamma, x_hat = cache", "x, x_hat, gamma = cache"),),
@@ -251,6 +298,8 @@ VARIANTS = [
     Variant("graph-walk backward", cell=_B, source=_BACKWARD_GRAPH_WALK),
     Variant("simplified backward in a loop", cell=_B, source=_LOOPED_BACKWARD),
     Variant("cache as a dict, with its own forward", cell=_B, source=_DICT_CACHE_PAIR),
+    Variant("N - 1 forward with the textbook backward (the forward's cells pay)", cell=_B,
+            source=_UNBIASED_PAIR.format(dx=_TEXTBOOK_DX, dgamma="(dout * x_hat).sum(axis=0)")),
     Variant("running statistics updated in place with *= and +=", cell=_F,
             replace=((_TRAIN_STATS, '''        bn_param["running_mean"] *= 1 - momentum
         bn_param["running_mean"] += momentum * mu
