@@ -173,7 +173,12 @@ def intake_class(submissions, out, units, report):
                 elif extra.is_file() and extra.name != f"{unit}.ipynb":
                     shutil.copyfile(extra, target / extra.name)
             text = json.dumps(nb, sort_keys=True)
-            gradable[student, unit] = _digest(text, (out / "source" / unit / f"{unit}.ipynb").read_bytes())
+            stamp = folder / "timestamp.txt"  # nbgrader's submission time: a changed one is graded again
+            if not stamp.is_file() or stamp.is_symlink():
+                (target / "timestamp.txt").unlink(missing_ok=True)
+            times = [(target / "timestamp.txt").read_bytes()] if (target / "timestamp.txt").exists() else []
+            source = (out / "source" / unit / f"{unit}.ipynb").read_bytes()
+            gradable[student, unit] = _digest(text, source, *times)
             if not (target / f"{unit}.ipynb").exists() or samples.read(target / f"{unit}.ipynb") != nb:
                 samples.write(nb, target / f"{unit}.ipynb")
     return gradable

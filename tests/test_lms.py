@@ -178,6 +178,16 @@ def test_canvas_export_is_the_gradebook_import_and_the_reupload_zip(canvas):
     assert again[0] == 0 and zipped(tmp / "out" / "canvas_feedback.zip") == files
 
 
+def test_an_excused_student_is_graded_again_without_the_penalty(canvas):
+    from course_grading.grading import grade_class
+
+    tmp, _, _ = canvas
+    (tmp / "subs" / "charles" / UNIT / "timestamp.txt").write_text("2027-02-05 23:00:00 UTC\n")
+    again = grade_class(tmp / "subs", tmp / "out", jobs=1, progress=False, only=(UNIT,))
+    assert again.graded == [("charles", UNIT)]
+    assert again.scores["charles", UNIT] == (10, 10) and again.penalties["charles", UNIT] == 0
+
+
 def test_moodle_round_trip(moodle):
     tmp, report, rows = moodle
     why = {r["file"]: r["reason"] for r in rows if r["placed"] == "no"}
