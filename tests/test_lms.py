@@ -222,7 +222,9 @@ def test_exchange_folder_latest_wins_and_wrong_unit_is_named(tmp_path):
                          "bob+02_gradient_descent+2027-02-03 10:00:00.000000 UTC+c3": notebook()}.items():
         (inbound / folder).mkdir(parents=True)
         (inbound / folder / (folder.split("+")[1] + ".ipynb")).write_bytes(data)
+    (inbound / "ada+01_perceptron+2027-02-04 10:00:00 UTC+d4").symlink_to(tmp_path)  # links are not followed
     rows = {r["file"].split("+")[3].split("/")[0]: r for r in collect(inbound, "folder", tmp_path / "subs")}
+    assert rows["d4"]["reason"] == "a symbolic link (not read)" and len(rows) == 4
     assert rows["b2"]["placed"] == "yes" and rows["b2"]["student_id"] == "ada"
     assert rows["a1"]["reason"].startswith("an older version")
     assert rows["c3"]["reason"] == \

@@ -10,6 +10,7 @@ Everything that is not placed is named with the reason in SUBMISSIONS/collect_re
 """
 import csv
 import json
+import os
 import re
 import stat
 import zipfile
@@ -52,7 +53,7 @@ class ExchangeCollector(FileNameCollectorPlugin):
 class Entry:
     name: str
     data: bytes = b""
-    modified: datetime = None  # as the archive stores it (Moodle: the server's local time)
+    modified: datetime = None  # a zip's: naive, in the time zone of the server that wrote it
     problem: str = ""
 
 
@@ -117,14 +118,19 @@ def read_zip(path):
 def read_folder(path):
     """Every file under a folder (links and oversized files named, not read)."""
     entries, root = [], Path(path)
-    for file in sorted(p for p in root.rglob("*") if p.is_symlink() or p.is_file()):
+    files = sorted(Path(folder, name) for folder, dirs, names in os.walk(root) for name in names + [
+        d for d in dirs if Path(folder, d).is_symlink()])  # os.walk follows no links
+    for file in files:
         name = file.relative_to(root).as_posix()
         if file.is_symlink():
             entries.append(Entry(name, problem="a symbolic link (not read)"))
+        elif not file.is_file():
+            entries.append(Entry(name, problem="not a plain file (not read)"))
         elif file.stat().st_size > MAX_ENTRY:
             entries.append(Entry(name, problem=f"larger than {_mb(MAX_ENTRY)} (not read)"))
         elif file.name != "timestamp.txt":  # nbgrader's own: the time is in the folder's name too
-            entries.append(Entry(name, file.read_bytes(), datetime.utcfromtimestamp(file.stat().st_mtime)))
+            modified = datetime.fromtimestamp(file.stat().st_mtime, tz.UTC)
+            entries.append(Entry(name, file.read_bytes(), modified))
     return entries
 
 
@@ -188,7 +194,8 @@ def _moodle(entry, people, zone):
                       f"{len(named)} students called {info['full_name']} in the roster: cannot tell which")
     data = {"lms": "moodle", "full_name": info["full_name"], "participant_id": info["participant_id"],
             "lms_user_id": named[0].lms_user_id, "file": info["file_id"]}
-    when = entry.modified.replace(tzinfo=zone).astimezone(tz.UTC).replace(tzinfo=None)
+    when = entry.modified if entry.modified.tzinfo else entry.modified.replace(tzinfo=zone)
+    when = when.astimezone(tz.UTC).replace(tzinfo=None)
     return Candidate(named[0], "", entry, data, family=info["file_id"], timestamp=when), ""
 
 
