@@ -233,6 +233,23 @@ def test_exchange_folder_latest_wins_and_wrong_unit_is_named(tmp_path):
     assert (tmp_path / "subs" / "ada" / UNIT / "timestamp.txt").read_text() == "2027-02-03 10:00:00 UTC\n"
 
 
+def test_the_unit_comes_from_the_notebook_not_its_name(tmp_path):
+    foreign = nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])).encode()
+    download = write_zip(tmp_path / "d.zip", {
+        "lovelaceada_1001_1_01_perceptron.ipynb": foreign,
+        "babbagecharles_1002_2_02_gradient_descent.ipynb": notebook(),  # unit 01 under unit 02's name
+        "hoppergrace_1003_3_01_perceptron.ipynb": b'{"cells": [',  # unreadable: placed by its name
+        "turingalan_1004_4_homework.ipynb": b'{"cells": [',  # unreadable and unnamed
+    })
+    rows = {r["student_id"]: r for r in collect(download, "canvas", tmp_path / "subs",
+                                                roster=EXPECTED / "canvas_roster.csv")}
+    assert rows["ada"]["placed"] == "no" and rows["ada"]["reason"].startswith("not a notebook of one unit")
+    assert (rows["charles"]["placed"], rows["charles"]["unit"]) == ("yes", UNIT)
+    assert (rows["grace"]["placed"], rows["grace"]["unit"]) == ("yes", UNIT)
+    assert rows["grace"]["reason"].startswith("not a readable notebook")
+    assert rows["alan"]["placed"] == "no" and "names no unit" in rows["alan"]["reason"]
+
+
 def test_nothing_is_overwritten_and_a_rerun_replaces_its_report_rows(tmp_path):
     roster = EXPECTED / "canvas_roster.csv"
     first = write_zip(tmp_path / "first.zip", {"lovelaceada_1001_1_01_perceptron.ipynb": notebook(False)})

@@ -244,7 +244,7 @@ def _identify(entry, lms, people, zone, units, prints, only_unit):
     nb = _notebook(entry.data)
     found = recognise(nb, prints) if nb is not None else None
     if nb is not None and found is None:
-        return candidate, "not a notebook of this course (it shares no grade id or cell id with any unit)"
+        return candidate, "not a notebook of one unit of this course (by its grade ids and cell ids)"
     if found and meant and found != meant:
         return candidate, f"a notebook of {found}, handed in for {meant}"
     candidate.unit = found or meant or _named_unit(name, units)
