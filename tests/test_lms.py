@@ -290,3 +290,15 @@ def test_bad_downloads_get_a_message_not_a_traceback(tmp_path):
 @pytest.mark.parametrize("seconds, penalty", [(1, 1), (86400, 1), (86400 + 1, 2), (30 * 86400, 10)])
 def test_late_penalty_is_ten_percent_per_started_day(seconds, penalty):
     assert LatePenalty(percent_per_day=10).late_submission_penalty("s", 10.0, seconds) == penalty
+
+
+@pytest.mark.parametrize("text, kept", [
+    ('{"lms": "canvas", "lms_user_id": "1001", "attachment_id": "5", "name": "lovelaceada"}', True),
+    ('{"lms": "canvas", "lms_user_id": "1001", "attachment_id": "5", "name": "../../x"}', False),
+    ('{"lms": "moodle", "participant_id": "12/..", "full_name": "Ada Lovelace"}', False),
+    ('["not", "a", "dict"]', False), ('{"lms": "canvas"', False)])
+def test_export_trusts_only_an_lms_json_that_collect_could_have_written(tmp_path, text, kept):
+    from course_grading.lms.export import _lms_info
+
+    (tmp_path / "lms.json").write_text(text)
+    assert (_lms_info(tmp_path / "lms.json") is not None) == kept

@@ -41,6 +41,24 @@ def _maxima(db_url, units):
         return maxima
 
 
+def _lms_info(path):
+    """lms.json as collect writes it (LMS ids all digits, names without path characters), else None:
+    a student may have handed in a file of that name."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    ids, name = {"canvas": (("lms_user_id", "attachment_id"), "name"),
+                 "moodle": (("participant_id",), "full_name")}.get(info.get("lms"), ((), None))
+    if not all(str(info.get(k, "")).isdigit() for k in ids):
+        return None
+    if name and not (isinstance(info.get(name), str) and not set(info[name]) & set("/\\\0")):
+        return None
+    return info
+
+
 def _zip(path, files):
     """A zip of {name: bytes}, the same bytes for the same files (fixed dates, sorted names)."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -88,8 +106,10 @@ def export(out, lms, roster, db_url=None, root=ROOT):
             feedback = out / "feedback" / person.student_id / unit / f"{unit}.html"
             if not info_path.exists():
                 continue
-            info = json.loads(info_path.read_text())
-            if info.get("lms") != lms:
+            info = _lms_info(info_path)
+            if info is None:
+                notes.append(f"{person.student_id} {unit}: {info_path.name} is not the one collect wrote")
+            elif info.get("lms") != lms:
                 notes.append(f"{person.student_id} {unit}: collected from {info.get('lms')}, not {lms}")
             elif not feedback.exists():
                 notes.append(f"{person.student_id} {unit}: no feedback (the notebook was not graded)")
