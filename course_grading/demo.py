@@ -3,6 +3,7 @@ import copy
 import csv
 import shutil
 import zipfile
+from datetime import timedelta
 from pathlib import Path
 
 import nbformat
@@ -112,6 +113,34 @@ def canvas_download(students, dest):
     return dest / "submissions.zip", dest / "canvas_gradebook_export.csv"
 
 
+def moodle_download(students, dest, duedates):
+    """The sample class as Moodle hands it out: "Download all submissions" (in folders, each file dated
+    when it was handed in: a day before the due date, dan two days after it) and the grade export."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    units = sorted({u for work in students.values() for u in work})
+    with open(dest / "moodle_grades_export.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["First name", "Last name", "ID number", "Email address",
+                         *(f"Assignment: {u[:2]} {u[3:].replace('_', ' ').title()} (Real)" for u in units)])
+        for student in sorted(students):
+            first, *last = student.split("_")
+            writer.writerow([first.title(), " ".join(last).title(), student, f"{first}@example.edu",
+                             *("-" for _ in units)])
+    with zipfile.ZipFile(dest / "submissions.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        for number, (student, work) in enumerate(sorted(students.items())):
+            first, *last = student.split("_")
+            full_name = f"{first.title()} {' '.join(last).title()}"
+            for index, (unit, nb) in enumerate(sorted(work.items())):
+                participant = 10000 + 100 * index + number  # Moodle's id differs per assignment
+                folder = f"{full_name}_{participant}_assignsubmission_file_"
+                when = duedates[unit] + timedelta(days=2 if student.startswith("dan") else -1)
+                name, data = (f"{unit}.pdf", "%PDF-1.4\n") if nb is None else (f"{unit}.ipynb", nb)
+                archive.writestr(zipfile.ZipInfo(f"{folder}/{name}", when.timetuple()[:6]),
+                                 data if isinstance(data, str) else nbformat.writes(data))
+    return dest / "submissions.zip", dest / "moodle_grades_export.csv"
+
+
 def run_demo(out, root=ROOT, jobs=2, progress=True, only=()):
     """build, write the sample class (of the units `only`, default all) as a Canvas download, collect it,
     grade it, export it for Canvas, verify; returns (report, verify problems)."""
@@ -119,6 +148,7 @@ def run_demo(out, root=ROOT, jobs=2, progress=True, only=()):
     from course_grading.grading import grade_class, table
     from course_grading.lms.collect import REPORT, collect
     from course_grading.lms.export import export
+    from course_grading.lms.late import duedates
     from course_grading.verify import clean_notebook_problems, grading_problems, leak_problems
     from course_grading.publish import publish
 
@@ -130,6 +160,7 @@ def run_demo(out, root=ROOT, jobs=2, progress=True, only=()):
     shutil.rmtree(submissions, ignore_errors=True)
     students = sample_class(root, only)
     download, roster = canvas_download(students, out / "canvas")
+    moodle = moodle_download(students, out / "moodle", duedates(root))  # the same class, for Moodle
     for row in collect(download, "canvas", submissions, roster=roster, root=root):
         if row["placed"] != "yes" or row["reason"]:
             print(f"    {row['file']}: {'placed, ' if row['placed'] == 'yes' else ''}{row['reason']}")
@@ -147,5 +178,6 @@ def run_demo(out, root=ROOT, jobs=2, progress=True, only=()):
     print("\n".join(f"note: {n}" for n in notes))
     print(f"collected: {submissions / REPORT}")
     print(f"for Canvas: {exported[0]} (Grades > Import), {exported[1]} (Assignment > Re-upload Submissions)")
+    print(f"the same class from Moodle: course collect {moodle[0]} --from moodle --roster {moodle[1]} --to DIR")
     print(f"student edition: {out / 'student-edition'}")
     return report, problems

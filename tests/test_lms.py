@@ -302,3 +302,17 @@ def test_export_trusts_only_an_lms_json_that_collect_could_have_written(tmp_path
 
     (tmp_path / "lms.json").write_text(text)
     assert (_lms_info(tmp_path / "lms.json") is not None) == kept
+
+
+def test_the_demo_class_goes_in_through_a_moodle_download_too(tmp_path):
+    from course_grading.demo import moodle_download, sample_class
+    from course_grading.lms.late import duedates
+
+    students = sample_class(ROOT, (UNIT,))
+    download, roster = moodle_download(students, tmp_path / "moodle", duedates())
+    rows = {r["student_id"]: r for r in collect(download, "moodle", tmp_path / "subs", roster=roster)}
+    assert {s for s, r in rows.items() if r["placed"] == "yes"} == set(students) - {"jon_missing_notebook"}
+    assert rows["jon_missing_notebook"]["reason"].startswith("not a notebook (.pdf)")
+    late = tmp_path / "subs" / "dan_more_bugs" / UNIT / "timestamp.txt"
+    assert late.read_text() == "2027-02-07 23:59:00 UTC\n"
+    assert "not a readable notebook" in rows["hana_malformed"]["reason"]
