@@ -178,6 +178,7 @@ def run_demo(out, root=ROOT, jobs=2, progress=True, only=()):
     print("\n".join(f"note: {n}" for n in notes))
     print(f"collected: {submissions / REPORT}")
     print(f"for Canvas: {exported[0]} (Grades > Import), {exported[1]} (Assignment > Re-upload Submissions)")
-    print(f"the same class from Moodle: course collect {moodle[0]} --from moodle --roster {moodle[1]} --to DIR")
+    print(f"the same class from Moodle: course collect {moodle[0]} --from moodle --roster {moodle[1]} "
+          "--to DIR")
     print(f"student edition: {out / 'student-edition'}")
     return report, problems
