@@ -269,7 +269,7 @@ def _timestamp(candidate, duedates):
 
 
 def _choose(group):
-    """(the candidate to place or None, {candidate: why not}) for one student's files of one unit."""
+    """(the candidate to place or None, {id(candidate): why not}) for one student's files of one unit."""
     if len(group) == 1:
         return group[0], {}
     if len({c.family for c in group}) == 1 and all(c.version is not None for c in group):

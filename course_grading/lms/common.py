@@ -3,6 +3,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from course_grading.grading import STUDENT_ID
 
@@ -34,13 +35,13 @@ def collector_match(pattern, path, flat=False):
     path = str(path).replace("\\", "/")
     match = re.fullmatch(pattern, path.rsplit("/", 1)[-1] if flat else path) or (
         None if flat else re.search(r"(?:^|/)(" + pattern + r")\Z", path))
-    return {k: v for k, v in match.groupdict().items()} if match else None
+    return match.groupdict() if match else None
 
 
 def read_roster(path, person):
     """(header, [Person]) of an LMS gradebook export CSV; `person` reads one row (None to skip it)."""
     try:
-        text = open(path, encoding="utf-8-sig", newline="").read()
+        text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise LmsError(f"cannot read the roster {path}: {error}") from None
     reader = csv.DictReader(io.StringIO(text))
