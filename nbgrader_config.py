@@ -28,6 +28,18 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Igno
 
 from course_grading.judge import JudgedExecute  # noqa: E402
 
+# Late work: each unit's due date (UTC) goes into the gradebook when `course grade` sets a unit up; a
+# submission's time comes from the timestamp.txt beside it (`course collect` writes it from the LMS).
+# The penalty is a share of the notebook's score per started day late (course_grading/lms/late.py).
+from course_grading.lms.late import LatePenalty  # noqa: E402
+
+c.AssignLatePenalties.plugin_class = LatePenalty
+c.LatePenalty.percent_per_day = 10
+c.LatePenalty.duedates = {unit: f"2027-{month:02d}-{day:02d} 23:59:00 UTC" for unit, month, day in [
+    ("01_perceptron", 2, 5), ("02_gradient_descent", 2, 12), ("03_backprop_by_hand", 2, 19),
+    ("04_mlp_pytorch", 2, 26), ("05_initialization", 3, 5), ("06_batchnorm", 3, 12),
+    ("07_dropout_regularization", 3, 19), ("08_optimizers", 3, 26), ("09_double_descent", 4, 2)]}
+
 c.Autograde.autograde_preprocessors = [JudgedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 

@@ -1,7 +1,12 @@
 """`course demo`: the instructor's whole pipeline on a sample class generated from source/."""
 import copy
+import csv
 import shutil
+import zipfile
+from datetime import timedelta
 from pathlib import Path
+
+import nbformat
 
 from course_grading import samples
 from course_grading.banks import variants
@@ -66,24 +71,103 @@ def sample_class(root=ROOT, only=()):
     }
 
 
+def canvas_download(students, dest):
+    """The sample class as Canvas hands it out: a "Download Submissions" zip and the gradebook export
+    (the roster). Besides the notebooks: dan's work is marked LATE, eve re-submitted her first unit (her
+    first try, the stub, is in the zip too), cara renamed hers, jon handed in a PDF for his missing one."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    units = sorted({u for work in students.values() for u in work})
+    columns = [f"{u[:2]} {u[3:].replace('_', ' ').title()} ({7001 + i})" for i, u in enumerate(units)]
+    blank = ["" for _ in units]
+    files, attachment = {}, 50000
+
+    def text(nb):
+        return (nb if isinstance(nb, str) else nbformat.writes(nb)).encode()
+
+    with open(dest / "canvas_gradebook_export.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", *columns])
+        writer.writerow(["    Points Possible", "", "", "", "", *blank])
+        for number, (student, work) in enumerate(sorted(students.items()), start=1001):
+            first, *last = student.split("_")
+            last, first = " ".join(last).title(), first.title()
+            writer.writerow([f"{last}, {first}", number, f"S{number}", student, "Section A", *blank])
+            late = "LATE_" if student.startswith("dan") else ""
+            prefix = f"{(last + first).replace(' ', '').lower()}_{late}{number}"
+            for unit, nb in work.items():
+                attachment += 1
+                name = f"{unit}.ipynb"
+                if nb is None:
+                    files[f"{prefix}_{attachment}_{unit}.pdf"] = b"%PDF-1.4 my notebook, printed\n"
+                    continue
+                if student.startswith("cara") and unit == units[0]:
+                    name = f"Copy of {unit} (1).ipynb"
+                if student.startswith("eve") and unit == units[0]:
+                    files[f"{prefix}_{attachment}_{name}"] = text(students["ben_unchanged_release"][unit])
+                    attachment, name = attachment + 1, f"{unit}-1.ipynb"
+                files[f"{prefix}_{attachment}_{name}"] = text(nb)
+    with zipfile.ZipFile(dest / "submissions.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in sorted(files.items()):
+            archive.writestr(name, data)
+    return dest / "submissions.zip", dest / "canvas_gradebook_export.csv"
+
+
+def moodle_download(students, dest, duedates):
+    """The sample class as Moodle hands it out: "Download all submissions" (in folders, each file dated
+    when it was handed in: a day before the due date, dan two days after it) and the grade export."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    units = sorted({u for work in students.values() for u in work})
+    with open(dest / "moodle_grades_export.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["First name", "Last name", "ID number", "Email address",
+                         *(f"Assignment: {u[:2]} {u[3:].replace('_', ' ').title()} (Real)" for u in units)])
+        for student in sorted(students):
+            first, *last = student.split("_")
+            writer.writerow([first.title(), " ".join(last).title(), student, f"{first}@example.edu",
+                             *("-" for _ in units)])
+    with zipfile.ZipFile(dest / "submissions.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        for number, (student, work) in enumerate(sorted(students.items())):
+            first, *last = student.split("_")
+            full_name = f"{first.title()} {' '.join(last).title()}"
+            for index, (unit, nb) in enumerate(sorted(work.items())):
+                participant = 10000 + 100 * index + number  # Moodle's id differs per assignment
+                folder = f"{full_name}_{participant}_assignsubmission_file_"
+                when = duedates[unit] + timedelta(days=2 if student.startswith("dan") else -1)
+                name, data = (f"{unit}.pdf", "%PDF-1.4\n") if nb is None else (f"{unit}.ipynb", nb)
+                archive.writestr(zipfile.ZipInfo(f"{folder}/{name}", when.timetuple()[:6]),
+                                 data if isinstance(data, str) else nbformat.writes(data))
+    return dest / "submissions.zip", dest / "moodle_grades_export.csv"
+
+
 def run_demo(out, root=ROOT, jobs=2, progress=True, only=()):
-    """build, write the sample class (of the units `only`, default all), grade it, verify;
-    returns (report, verify problems)."""
+    """build, write the sample class (of the units `only`, default all) as a Canvas download, collect it,
+    grade it, export it for Canvas, verify; returns (report, verify problems)."""
     from course_grading.build import generate_release
     from course_grading.grading import grade_class, table
+    from course_grading.lms.collect import REPORT, collect
+    from course_grading.lms.export import export
+    from course_grading.lms.late import duedates
     from course_grading.verify import clean_notebook_problems, grading_problems, leak_problems
     from course_grading.publish import publish
 
     out = Path(out).resolve()
     print(f"1/4 regenerating release/ from source/ ({len(course_units(root))} units)")
     generate_release(Path(root) / "release", root)
-    print("2/4 writing the sample class")
+    print("2/4 writing the sample class as a Canvas download and collecting it")
     submissions = out / "submissions"
     shutil.rmtree(submissions, ignore_errors=True)
     students = sample_class(root, only)
-    samples.write_class(submissions, students)
-    print(f"3/4 autograding {len(students)} students with {jobs} worker(s) into {out / 'grading'}")
+    download, roster = canvas_download(students, out / "canvas")
+    moodle = moodle_download(students, out / "moodle", duedates(root))  # the same class, for Moodle
+    for row in collect(download, "canvas", submissions, roster=roster, root=root):
+        if row["placed"] != "yes" or row["reason"]:
+            print(f"    {row['file']}: {'placed, ' if row['placed'] == 'yes' else ''}{row['reason']}")
+    print(f"3/4 autograding {len(students)} students with {jobs} worker(s) into {out / 'grading'}, "
+          "exporting for Canvas")
     report = grade_class(submissions, out / "grading", jobs=jobs, root=root, only=only, progress=progress)
+    exported, notes = export(out / "grading", "canvas", roster, db_url=report.db_url, root=root)
     print("4/4 verifying the course (solutions full marks, stubs zero, clean notebooks, no leaks)")
     problems = grading_problems(report, "ada_full_solution", "ben_unchanged_release")
     problems += clean_notebook_problems(root)
@@ -91,5 +175,10 @@ def run_demo(out, root=ROOT, jobs=2, progress=True, only=()):
     problems += leak_problems(out / "student-edition", root)
     print()
     print(table(report))
+    print("\n".join(f"note: {n}" for n in notes))
+    print(f"collected: {submissions / REPORT}")
+    print(f"for Canvas: {exported[0]} (Grades > Import), {exported[1]} (Assignment > Re-upload Submissions)")
+    print(f"the same class from Moodle: course collect {moodle[0]} --from moodle --roster {moodle[1]} "
+          "--to DIR")
     print(f"student edition: {out / 'student-edition'}")
     return report, problems

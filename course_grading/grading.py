@@ -14,6 +14,7 @@ import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from course_grading import intake, samples, sandbox
@@ -27,6 +28,7 @@ class ClassReport:
     units: list
     scores: dict = field(default_factory=dict)      # (student, unit) -> (score, max_score)
     problems: dict = field(default_factory=dict)    # (student, unit) -> [text]
+    penalties: dict = field(default_factory=dict)   # (student, unit) -> late penalty taken off the score
     graded: list = field(default_factory=list)      # (student, unit) graded in this run
     rejected: dict = field(default_factory=dict)    # folder name -> why it was not graded
     db_url: str = ""
@@ -123,15 +125,25 @@ def prepare(out, root, units, db_url):
             result = api.generate_assignment(unit, force=True, create=True)
             if not result["success"]:
                 raise RuntimeError(f"could not set up {unit} in the gradebook:\n{result.get('error', '')}")
+    from course_grading.lms.late import duedates
+
+    gradebook = api.gradebook
+    try:  # nbgrader_config.py's due dates, for AssignLatePenalties
+        for unit, due in duedates(root).items():
+            if unit in units:
+                gradebook.update_or_create_assignment(unit, duedate=due)
+    finally:
+        gradebook.close()
 
 
-def register_students(students, db_url):
-    """Create the students up front: two workers creating the same one at once would collide."""
+def register_students(students, db_url, identities=None):
+    """Create the students up front (two workers creating the same one at once would collide), with
+    their names and LMS ids where `course collect` recorded them ({student: {first_name: ...}})."""
     from nbgrader.api import Gradebook
 
     with Gradebook(db_url) as gradebook:
         for student in sorted(students):
-            gradebook.update_or_create_student(student)
+            gradebook.update_or_create_student(student, **(identities or {}).get(student, {}))
 
 
 def intake_class(submissions, out, units, report):
@@ -161,7 +173,12 @@ def intake_class(submissions, out, units, report):
                 elif extra.is_file() and extra.name != f"{unit}.ipynb":
                     shutil.copyfile(extra, target / extra.name)
             text = json.dumps(nb, sort_keys=True)
-            gradable[student, unit] = _digest(text, (out / "source" / unit / f"{unit}.ipynb").read_bytes())
+            stamp = folder / "timestamp.txt"  # nbgrader's submission time: a changed one is graded again
+            if not stamp.is_file() or stamp.is_symlink():
+                (target / "timestamp.txt").unlink(missing_ok=True)
+            times = [(target / "timestamp.txt").read_bytes()] if (target / "timestamp.txt").exists() else []
+            source = (out / "source" / unit / f"{unit}.ipynb").read_bytes()
+            gradable[student, unit] = _digest(text, source, *times)
             if not (target / f"{unit}.ipynb").exists() or samples.read(target / f"{unit}.ipynb") != nb:
                 samples.write(nb, target / f"{unit}.ipynb")
     return gradable
@@ -210,7 +227,9 @@ def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progr
                          db_url=db_url)
     prepare(out, root, units, db_url)
     gradable = intake_class(submissions, out, units, report)
-    register_students({student for student, _ in gradable}, db_url)
+    from course_grading.lms.collect import identities
+
+    register_students({student for student, _ in gradable}, db_url, identities(submissions))
 
     ledger_path = out / "ledger.json"
     ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
@@ -283,7 +302,13 @@ def collect_scores(report, db_url):
             for unit in report.units:
                 try:
                     submission = gradebook.find_submission(unit, student)
-                    report.scores[student, unit] = (submission.score, submission.max_score)
+                    penalty = submission.late_submission_penalty or 0.0
+                    report.scores[student, unit] = (submission.score - penalty, submission.max_score)
+                    report.penalties[student, unit] = penalty
+                    if submission.total_seconds_late > 0:
+                        report.problems.setdefault((student, unit), []).append(
+                            f"late by {timedelta(seconds=round(submission.total_seconds_late))}: "
+                            f"{penalty:g} of {submission.score:g} points off")
                     if submission.needs_manual_grade:
                         report.problems.setdefault((student, unit), []).append("needs manual grading")
                 except MissingEntry:
@@ -297,20 +322,25 @@ def cell_scores(gradebook, student, unit):
 
 
 def write_csvs(report, db_url):
-    """grades.csv (a row per student) and cell_grades.csv (a row per graded test cell)."""
+    """grades.csv (a row per student: final score per unit, then raw total, late penalty, final total) and
+    cell_grades.csv (a row per graded test cell)."""
     from nbgrader.api import Gradebook, MissingEntry
 
     with open(report.grades_csv, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["student_id", *report.units, "total", "max_total", "problems"])
+        writer.writerow(["student_id", *report.units, "raw_total", "late_penalty", "total", "max_total",
+                         "problems"])
         for student in report.students:
             row = [report.scores[student, unit] for unit in report.units]
+            penalty = sum(report.penalties.get((student, unit), 0.0) for unit in report.units)
             notes = "; ".join(f"{unit}: {p}" for unit in report.units for p in report.problems.get((student, unit), []))
-            writer.writerow([student, *(f"{s:g}" for s, _ in row), f"{sum(s for s, _ in row):g}",
-                             f"{sum(m for _, m in row):g}", notes])
+            total = sum(s for s, _ in row)
+            writer.writerow([student, *(f"{s:g}" for s, _ in row), f"{total + penalty:g}", f"{penalty:g}",
+                             f"{total:g}", f"{sum(m for _, m in row):g}", notes])
         maxima = [max((m for (_, u), (_, m) in report.scores.items() if u == unit), default=0) for unit in report.units]
         for name, why in sorted(report.rejected.items()):
-            writer.writerow([ascii(name)[1:-1][:80], *("0" for _ in report.units), "0", f"{sum(maxima):g}", why])
+            writer.writerow([ascii(name)[1:-1][:80], *("0" for _ in report.units), "0", "0", "0",
+                             f"{sum(maxima):g}", why])
     with open(report.cells_csv, "w", newline="") as f, Gradebook(db_url) as gradebook:
         writer = csv.writer(f)
         writer.writerow(["student_id", "unit", "cell", "score", "max_score"])

@@ -54,6 +54,36 @@ def cmd_grade(args):
     print(table(report))
 
 
+def cmd_collect(args):
+    from course_grading.lms.collect import REPORT, collect
+    from course_grading.lms.common import LmsError
+
+    try:
+        rows = collect(args.source, getattr(args, "from"), args.to, roster=args.roster, unit=args.unit,
+                       timezone=args.timezone)
+    except LmsError as error:
+        print(f"course collect: {error}", file=sys.stderr)
+        return 2
+    for row in rows:
+        if row["placed"] != "yes":
+            print(f"not placed  {ascii(row['file'])[1:-1]}: {row['reason']}")
+    placed = sum(row["placed"] == "yes" for row in rows)
+    print(f"placed {placed} notebook(s) of {len(rows)} file(s) into {Path(args.to).resolve()}; "
+          f"every file and why: {Path(args.to).resolve() / REPORT}")
+
+
+def cmd_export(args):
+    from course_grading.lms.common import LmsError
+    from course_grading.lms.export import export
+
+    try:
+        paths, notes = export(args.out, args.to, args.roster, db_url=args.db)
+    except LmsError as error:
+        print(f"course export: {error}", file=sys.stderr)
+        return 2
+    print("\n".join([*(f"note: {n}" for n in notes), *map(str, paths)]))
+
+
 def cmd_publish(args):
     from course_grading.publish import (PublishRefused, check_can_commit, commit_edition, course_settings,
                                         publish)
@@ -118,6 +148,23 @@ def parser():
     grade.add_argument("--units", nargs="*", default=(), help="grade only these units")
     grade.add_argument("--unsandboxed", action="store_true",
                        help="grade even where kernels cannot be sandboxed (trusted submissions only)")
+    collect = command("collect", cmd_collect, "an LMS download (zip, or folder) into "
+                      "SUBMISSIONS/<student>/<unit>/ for `course grade`; what cannot be placed is listed in "
+                      "SUBMISSIONS/collect_report.csv")
+    collect.add_argument("source", type=Path, help="the LMS's zip of submissions (folder: --from folder)")
+    collect.add_argument("--from", required=True, choices=("canvas", "moodle", "folder"),
+                         help="canvas: Download Submissions; moodle: Download all submissions; folder: "
+                         "nbgrader's exchange layout student+assignment+timestamp/")
+    collect.add_argument("--roster", type=Path, help="the LMS's gradebook export (CSV): who the students are")
+    collect.add_argument("--to", type=Path, required=True, help="the SUBMISSIONS folder to write")
+    collect.add_argument("--unit", help="the unit the download is for: notebooks of another are not placed")
+    collect.add_argument("--timezone", default="UTC", help="time zone of a Moodle zip's times (default UTC)")
+    export = command("export", cmd_export, "OUT's grades and feedback as the LMS imports them: "
+                     "OUT/<lms>_grades.csv and OUT/<lms>_feedback.zip")
+    export.add_argument("out", type=Path, help="the folder `course grade` wrote")
+    export.add_argument("--to", required=True, choices=("canvas", "moodle"))
+    export.add_argument("--roster", type=Path, required=True, help="the LMS's gradebook export (CSV)")
+    export.add_argument("--db", help="gradebook URL (default: sqlite in OUT, or $NBGRADER_DB_URL)")
     publish = command("publish", cmd_publish, "write or update the student edition in DIR (nothing else in "
                       "DIR is touched; files the previous edition wrote and this one lacks are removed)")
     publish.add_argument("dir", type=Path)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 
@@ -200,8 +201,17 @@ def test_demo_grades_the_sample_class_as_described(tmp_path):
     assert "edited" in notes["gus_edited_tests"] and total["gus_edited_tests"] < full
     assert "malformed" in notes["hana_malformed"]
     assert "restored" in notes["ivy_deleted_test"] and total["ivy_deleted_test"] == full
-    assert "missing notebook" in notes["jon_missing_notebook"]
+    assert "not submitted" in notes["jon_missing_notebook"]  # he handed in a PDF: collect names it
+    collected = (tmp_path / "demo" / "submissions" / "collect_report.csv").read_text()
+    assert "missingnotebookjon" in collected and "not a notebook (.pdf)" in collected
+    assert "an older version" in collected and "Copy of" in collected
+    rows = {r["student_id"]: r for r in read_csv(report.grades_csv)}
+    assert float(rows["dan_more_bugs"]["late_penalty"]) > 0 and "late by" in notes["dan_more_bugs"]
+    assert float(rows["dan_more_bugs"]["total"]) == float(rows["dan_more_bugs"]["raw_total"]) - float(
+        rows["dan_more_bugs"]["late_penalty"])
     assert (tmp_path / "demo" / "grading" / "grades.csv").exists()
+    assert (tmp_path / "demo" / "grading" / "canvas_grades.csv").exists()
+    assert len(zipfile.ZipFile(tmp_path / "demo" / "grading" / "canvas_feedback.zip").namelist()) > 20
     assert list((tmp_path / "demo" / "grading" / "feedback").glob("*/*/*.html"))
 
 

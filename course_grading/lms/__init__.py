@@ -1,0 +1,1 @@
+"""The instructor's round trip through a learning management system: collect, late work, export."""
