@@ -16,7 +16,9 @@ MANIFEST = ".course-edition.json"
 COPIED = ("release", "notebooks", "course_utils", "pyproject.toml", "environment.yml", "LICENSE")
 COURSE_FOLDERS = (".git", "release", "notebooks", "course_utils", "course_grading", "source", "docs", "tests")
 SKIPPED = ("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info")
-SETUP_MARKERS = ("google.colab", "from course_utils import setup", "device = setup(")
+ADDRESS_SLOT = "EDITION_URL"  # committed setup cells install from here; publish writes the edition's address
+SETUP_MARKERS = ("google.colab", f'"nn-course @ git+{ADDRESS_SLOT}"', "from course_utils import setup",
+                 "device = setup(")
 GUIDE_LAUNCH, GUIDE_NOTEBOOKS = "<!-- edition: launch -->", "<!-- edition: notebooks -->"
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 

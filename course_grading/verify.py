@@ -6,7 +6,7 @@ from pathlib import Path
 from course_grading import samples
 from course_grading.build import release_differences
 from course_grading.course import ROOT, units as course_units
-from course_grading.publish import SETUP_MARKERS
+from course_grading.publish import ADDRESS_SLOT, SETUP_MARKERS
 
 LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
@@ -53,7 +53,8 @@ def hidden_names(root=ROOT):
 
 
 def leak_problems(edition, root=ROOT):
-    """Files of a student edition that reveal a solution, a hidden test or hidden-check code."""
+    """Files of a student edition that reveal a solution, a hidden test or hidden-check code, or that
+    still carry the committed setup cell's address slot instead of the edition's address."""
     edition = Path(edition)
     problems = []
     if (edition / "course_grading").exists():
@@ -65,6 +66,9 @@ def leak_problems(edition, root=ROOT):
         if path.suffix == ".ipynb":
             text = "\n".join(c.source for c in samples.read(path).cells)
         found = [m for m in LEAK_MARKERS if m in text]
+        if ADDRESS_SLOT in text:
+            found.append(f"{ADDRESS_SLOT}, not the edition's address "
+                         "(a setup cell publish did not recognise)")
         found += [f"hidden check {h}" for h in hidden if re.search(rf"\b{h}\b", text)]
         found += [f"import of {m}" for m in re.findall(r"(course_grading\.(?:unit\d+|harness|banks))\b", text)]
         if path.suffix == ".ipynb" and path.parts[len(edition.parts)] == "release":

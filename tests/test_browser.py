@@ -7,7 +7,11 @@ test reads what JupyterLab shows: errors (none in lectures; in release notebooks
 NotImplementedError and what follows from it), every figure drawn as an image, widgets alive (the
 unit 02 learning-rate slider is moved and its plot redrawn), the computational graphs drawn when
 Graphviz is installed. nbgrader's JupyterLab extension lists the units in Formgrader and its
-Validate button passes a solved assignment and fails a stub. Screenshots go to each test's tmp_path.
+Validate button passes a solved assignment and fails a stub. The markdown of every lecture and
+assignment (notebooks/ and source/) is opened once, as one notebook, and its math typeset by
+JupyterLab's MathJax, both as JupyterLab renders it and as nbconvert's static HTML (feedback, previews)
+shows it, without TeX errors and with exactly the formulas written. Screenshots go to each test's
+tmp_path.
 
 Needs Debian's `chromium` and PyPI's `playwright` (the dev extra; never `playwright install`).
 """
@@ -89,6 +93,41 @@ CELLS = """() => window.jupyterapp.shell.currentWidget.content.widgets
               ':scope > .jp-OutputArea-child > .jp-OutputArea-output')]
             .filter(n => n.dataset.mimeType === undefined).length : 0};
 })"""
+# What JupyterLab's MathJax 3 (bundled with JupyterLab: nothing is downloaded) makes of each markdown cell
+# of the open notebook, as JupyterLab typesets it, and of each static HTML fragment, typeset once with the
+# delimiters and escapes of nbconvert's page (whose MathJax 2 comes from a CDN): per cell the formulas
+# found and the TeX errors (an undefined macro shows as red text, not as an error)
+MATH = """async (fragments) => {
+  const notebook = window.jupyterapp.shell.currentWidget.content;
+  const typesetter = notebook.rendermime.latexTypesetter;
+  const cells = notebook.widgets.filter(c => c.model.type === 'markdown');
+  const host = c => c.node.querySelector('.jp-RenderedMarkdown');
+  const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
+  for (let round = 0; round < 600 && cells.some(c => !(host(c) && host(c).childElementCount)); round++)
+    await sleep(100);
+  await typesetter.typeset(document.createElement('div'));   // MathJax is loaded: cells typeset at once
+  const total = () => document.querySelectorAll('mjx-container').length;
+  for (let before = -1, round = 0; round < 60 && total() !== before; round++) {
+    before = total();
+    await sleep(500);
+  }
+  const found = node => ({math: node.querySelectorAll('mjx-container').length,
+    errors: [...[...node.querySelectorAll('mjx-merror')].map(e => e.getAttribute('data-mjx-error')),
+             ...[...node.querySelectorAll('mjx-assistive-mml mtext[mathcolor="red"]')]
+               .map(e => `undefined ${e.textContent}`)]});
+  const lab = cells.map(c => found(host(c)));
+  const box = document.createElement('div');
+  document.body.appendChild(box);
+  const statics = fragments.map(html => {
+    const node = document.createElement('div');
+    node.innerHTML = html;
+    return box.appendChild(node);
+  });
+  await typesetter.typeset(box);
+  const html = statics.map(found);
+  box.remove();
+  return {lab, html};
+}"""
 CLOSE = """async () => {
   const panel = window.jupyterapp.shell.currentWidget;
   await panel.sessionContext.shutdown();
@@ -204,6 +243,79 @@ def learning_rate_slider_redraws_its_plot(lab, folder):
                                arg=[widget.element_handle(), before_plot])
     cell.screenshot(path=str(folder / "slider-after.png"))
     assert float(readout.inner_text()) > float(before_value), "the slider's value did not move"
+
+
+MATH_NOTEBOOKS = sorted([*ROOT.glob("notebooks/*.ipynb"), *ROOT.glob("source/*/*.ipynb")])
+MATH_CONTROLS = {  # wrong on purpose: the check must flag each, or it checks nothing
+    "unescaped _ in \\text": r"Kaiming's variance $\frac{2}{n}\quad\text{(fan_in mode)}$.",
+    "undefined macro": r"The mean $\meanof{x}$.",
+    "escaped dollars": r"An hour of GPU costs 2 k\$, an hour of CPU 1 k\$.",
+}
+
+
+FORMULA = re.compile(r"\$\$.+?\$\$|\\\[.+?\\\]|\\\(.+?\\\)|\\begin\{([a-z]+\*?)\}.+?\\end\{\1\}"
+                     r"|\$(?:[^$\n]|\n(?!\s*\n))+?\$", re.S)
+
+
+def formulas(markdown):
+    """How many formulas the author wrote ($..$, $$..$$, \\(..\\), \\[..\\], environments; not in code;
+    an escaped \\$ is a dollar sign)."""
+    text = re.sub(r"```.*?```|`[^`\n]*`", "", markdown, flags=re.S).replace("\\$", "")
+    return sum(1 for _ in FORMULA.finditer(text))
+
+
+def markdown_cells():
+    """[(where, markdown, nbconvert's static HTML of it)] for every non-empty markdown cell of the
+    lectures and assignments, then the controls."""
+    from bs4 import BeautifulSoup
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab")
+    notebooks = {path.relative_to(ROOT).as_posix(): samples.read(path) for path in MATH_NOTEBOOKS}
+    notebooks["control"] = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell(text) for text in MATH_CONTROLS.values()])
+    found = []
+    for name, nb in notebooks.items():
+        html = BeautifulSoup(exporter.from_notebook_node(nb)[0], "html.parser")
+        rendered = html.select(".jp-MarkdownCell .jp-RenderedMarkdown")
+        markdown = [(number, cell) for number, cell in enumerate(nb.cells) if cell.cell_type == "markdown"]
+        assert len(rendered) == len(markdown), f"{name}: nbconvert's HTML lost a markdown cell"
+        found += [(f"{name} cell {number}", cell.source, fragment.decode_contents())
+                  for (number, cell), fragment in zip(markdown, rendered) if cell.source.strip()]
+    return found
+
+
+def test_every_notebooks_math_typesets_in_jupyterlab_and_in_static_html(lab):
+    """All markdown of notebooks/ and source/ in one notebook, opened once: JupyterLab's MathJax must
+    typeset every formula without a TeX error, and find exactly the formulas the author wrote, both in
+    JupyterLab and in nbconvert's static HTML (the feedback and the edition preview). Two `k\\$` in a
+    paragraph become one formula in both: the markdown renderers turn `\\$` into `$`."""
+    cells = markdown_cells()
+    assert len(MATH_NOTEBOOKS) == 18
+    markdown = [nbformat.v4.new_markdown_cell(text) for _, text, _ in cells]
+    metadata = samples.read(MATH_NOTEBOOKS[0]).metadata   # its kernel: no "select a kernel" dialog
+    nbformat.write(nbformat.v4.new_notebook(cells=markdown, metadata=metadata), lab.scratch / "math.ipynb")
+    lab.open("math.ipynb")
+    try:
+        shown = lab.page.evaluate(MATH, [html for *_, html in cells])
+    finally:
+        lab.close()
+    problems = {}
+    for (where, text, _), in_lab, in_html in zip(cells, shown["lab"], shown["html"]):
+        found = [f"TeX error in JupyterLab: {e}" for e in in_lab["errors"]]
+        found += [f"TeX error in static HTML: {e}" for e in in_html["errors"]]
+        if not formulas(text) == in_lab["math"] == in_html["math"]:
+            found.append(f"{formulas(text)} formulas written, {in_lab['math']} typeset in JupyterLab, "
+                         f"{in_html['math']} in static HTML")
+        if found:
+            problems[where] = f"{where}: {'; '.join(found)}\n{text[:300]}"
+    assert sum(c["math"] for c in shown["lab"]) > 500, "JupyterLab typeset (almost) no math"
+    missed = [where for where, *_ in cells if where.startswith("control") and where not in problems]
+    controls = {where: (lab_found, html_found) for (where, *_), lab_found, html_found
+                in zip(cells, shown["lab"], shown["html"]) if where.startswith("control")}
+    assert not missed, f"the check no longer flags its wrong-on-purpose controls: {controls}"
+    assert all(where.startswith("control") for where in problems), \
+        "\n\n".join(p for where, p in problems.items() if not where.startswith("control"))
 
 
 @pytest.mark.parametrize("relative", LECTURES + RELEASES, ids=[p.as_posix() for p in LECTURES + RELEASES])

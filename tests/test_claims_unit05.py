@@ -48,3 +48,62 @@ def test_kaiming_trains_the_deep_digits_mlp_best(ns):
     best = max(results, key=lambda scheme: results[scheme]["accuracy"])
     assert best.startswith("kaiming")
     assert results["normal std 0.01"]["loss"][-1] > 2.2, "std 0.01 should stay near chance level"
+
+
+def per_layer_factor(values):
+    """The geometric mean of value[l+1] / value[l] over the stack."""
+    return (values[-1] / values[0]) ** (1 / (len(values) - 1))
+
+
+def test_section_2_numbers(ns):
+    act, grad = ns["activation_std"], ns["gradient_std"]
+    assert 0.1 < 0.01 * np.sqrt(ns["WIDTH"]) < 0.12                                   # sigma sqrt(128) ~ 0.11
+    assert 1e-15 < act[("small", "tanh")][-1] / act[("small", "tanh")][0] < 1e-13     # about 1e-14
+    assert 1e-17 < act[("small", "relu")][-1] / act[("small", "relu")][0] < 1e-15     # about 1e-16
+    assert 0.1 < per_layer_factor(act[("small", "tanh")]) < 0.12
+    assert 0.07 < per_layer_factor(act[("small", "relu")]) < 0.09
+    assert 1e13 < act[("large", "relu")][-1] < 1e14                                  # reach 10^13
+    assert np.all(np.diff(grad[("large", "relu")]) < 0)           # gradients grow towards the input
+    tanh_large = ns["stats_grid"][("large", "tanh")]["acts"]
+    assert all(np.mean(np.abs(h) > 0.95) > 0.8 for h in tanh_large), "large tanh units should saturate"
+    assert grad[("large", "tanh")][0] > 1e5 * grad[("large", "tanh")][-1]
+    z = ns["z"]
+    assert np.std(np.tanh(z)) == pytest.approx(0.63, abs=0.005)     # the gain table's "about 0.63"
+
+
+def test_section_5_numbers(ns):
+    act, grad = ns["activation_std"], ns["gradient_std"]
+    for values in (act[("kaiming", "relu")], grad[("kaiming", "relu")]):
+        assert values.max() / values.min() < 1.25, "ReLU + Kaiming should stay within about 20%"
+    assert per_layer_factor(act[("xavier", "relu")]) == pytest.approx(1 / np.sqrt(2), abs=0.03)
+    assert act[("kaiming", "tanh")][-1] > 0.8 * act[("kaiming", "tanh")][0]
+    xavier_tanh = act[("xavier", "tanh")]
+    assert np.all(np.diff(xavier_tanh) < 0) and xavier_tanh[-1] < 0.5 * xavier_tanh[0]
+    for init in ("xavier", "kaiming"):             # gain 1: about 4x smaller per layer, 1e-9 after 15
+        assert 3.5 < 1 / per_layer_factor(grad[(init, "sigmoid")][::-1]) < 5
+        assert 1e-10 < grad[(init, "sigmoid")][0] / grad[(init, "sigmoid")][-1] < 1e-8
+    large = grad[("large", "sigmoid")]
+    assert large[-1] == pytest.approx(1.0, abs=0.05) and large[0] == pytest.approx(2.0, abs=0.1)
+    for h in ns["stats_grid"][("large", "sigmoid")]["acts"]:
+        assert np.mean((h < 0.05) | (h > 0.95)) > 0.5 and h.mean() == pytest.approx(0.5, abs=0.1)
+
+
+def test_symmetry_and_widget_numbers(ns):
+    zeros = ns["symmetry_runs"]["all zeros"][0]
+    assert max(abs(loss - np.log(2)) for loss in zeros) < 1e-9          # stays at log 2 ~ 0.693
+    for init in ("zeros", "small"):                                     # depth 10: never leaves log 2
+        assert np.abs(ns["demo_curves"][init] - np.log(2)).max() < 1e-3
+    assert ns["demo_curves"]["kaiming"][-1] < ns["demo_curves"]["xavier"][-1] < 0.5
+    large = ns["train_curve"](ns["deep_net"]("large", "relu", 10))
+    assert np.isinf(large[-1]), "large weights with ReLU should make the loss overflow"
+
+
+def test_digits_model_numbers(ns):
+    results = ns["real_model"]
+    assert results["PyTorch default"]["loss"][-1] > 2.2                 # does not get going either
+    xavier, kaiming = results["xavier_normal_"]["loss"], results["kaiming_normal_ (relu)"]["loss"]
+    assert xavier[0] > 2.2 > 1.5 > xavier[-1]                           # starts late
+    assert kaiming[0] < 2.1 and kaiming[-1] < xavier[-1]                # trains from the first epoch
+    assert all(0.3 < std < 3 for std in results["kaiming_normal_ (relu)"]["act_std"])
+    default = ns["nn"].Linear(6400, 100).weight.detach().var().item() * 6400
+    assert default == pytest.approx(1 / 3, rel=0.05)                    # a third of 1/n_in

@@ -54,3 +54,29 @@ def test_backward_properties_shown_in_the_lecture(ns):
 def test_recomputed_statistics_recover_the_test_accuracy(ns):
     recalibrated = ns["test_accuracy"](ns["bn_model"])
     assert recalibrated > ns["before"] and recalibrated > ns["test_accuracy"](ns["curve_models"]["plain"])
+
+
+def test_the_probe_numbers(ns):
+    plain = np.array([out[:, 0] for out in ns["plain_probe"].probe_log])
+    assert plain.std(axis=1).mean() < 0.05, "without BN the values reaching layer 5 should be tiny"
+    assert ns["drift"]["plain"] > 3, "the plain unit's centre should wander by several times its spread"
+
+
+def test_scale_invariance(ns):
+    (out_1, grad_1), (out_10, grad_10) = ns["scale_check"][1.0], ns["scale_check"][10.0]
+    assert (out_1 - out_10).abs().max().item() < 1e-3        # unchanged up to eps
+    assert grad_10 == pytest.approx(grad_1 / 10, rel=1e-3)   # the weight gradient shrinks by 1/c
+
+
+def test_forward_equations_and_a_batch_of_two(ns):
+    assert (ns["y_eq"] - ns["y_torch"]).abs().max().item() < 1e-12
+    assert np.allclose(np.abs(ns["out"].detach().numpy()), 1.0, atol=1e-5)   # x_hat = +-1 with N = 2
+    assert np.abs(ns["pair"].grad.numpy()).max() < 1e-4                      # the gradient almost zero
+
+
+def test_the_learning_rate_numbers(ns):
+    assert min(ns["curves"]["plain"]) > 0.95 * math.log(10), "the plain net should sit near ln 10"
+    bn = dict(zip(ns["SWEEP_LRS"], ns["sweep"]["BN"]))
+    assert [lr for lr in ns["SWEEP_LRS"] if lr not in ns["plain_fails"]] == [0.3]   # learns only at 0.3
+    assert ns["bn_trains"] == [0.03, 0.1, 0.3]                        # below 0.5 from 0.03 to 0.3
+    assert bn[1.0] < 0.5 * ns["CHANCE_LOSS"] and 1.0 in ns["plain_fails"]    # BN still learns at 1

@@ -9,11 +9,10 @@ import nbformat
 import pytest
 
 from course_grading.course import ROOT
-from course_grading.publish import MANIFEST, PublishRefused, publish
+from course_grading.publish import ADDRESS_SLOT, MANIFEST, PublishRefused, publish
 from course_grading.verify import leak_problems
 from course_utils.cli import main as course
 
-PLACEHOLDER = "github.com/nn-fundamentals/nn-course-student"
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +46,25 @@ def test_a_fresh_edition_has_everything_a_student_needs_and_leaks_nothing(tmp_pa
     assert len(edition_notebooks(edition)) >= 8
     for notebook in edition_notebooks(edition):
         cell = first_code_cell(notebook)
-        assert PLACEHOLDER not in cell and '"nn-course @ git+https://github.com/someone/nn-student"' in cell
+        assert ADDRESS_SLOT not in cell and '"nn-course @ git+https://github.com/someone/nn-student"' in cell
+
+
+def test_committed_setup_cells_name_no_address_and_an_unfilled_one_fails_verify(tmp_path):
+    committed = sorted([*ROOT.glob("notebooks/*.ipynb"), *ROOT.glob("source/*/*.ipynb"),
+                        *ROOT.glob("release/*/*.ipynb")])
+    assert len(committed) == 27
+    for notebook in committed:
+        assert f'"nn-course @ git+{ADDRESS_SLOT}"' in first_code_cell(notebook), notebook
+        assert "github.com" not in notebook.read_text(), f"{notebook} points at a repository"
+    edition = tmp_path / "edition"
+    publish(edition, edition_url="https://github.com/someone/nn-student")
+    unfilled = edition / "notebooks" / "05_initialization.ipynb"
+    nb = nbformat.read(unfilled, as_version=4)
+    setup = next(c for c in nb.cells if c.cell_type == "code")
+    setup.source = first_code_cell(ROOT / unfilled.relative_to(edition))   # as committed: the slot
+    nbformat.write(nb, unfilled)
+    assert leak_problems(edition) == [f"student edition notebooks/05_initialization.ipynb: {ADDRESS_SLOT}, "
+                                      "not the edition's address (a setup cell publish did not recognise)"]
 
 
 def test_republishing_changes_nothing_and_an_update_touches_only_the_editions_files(tmp_path):
@@ -158,7 +175,7 @@ def test_without_an_address_colab_is_told_how_to_get_the_helpers(tmp_path):
     publish(edition, edition_url="")
     assert "Colab" not in (edition / "README.md").read_text().split("## The notebooks")[1].split("##")[0]
     cell = first_code_cell(edition / "notebooks" / "01_perceptron.ipynb")
-    assert PLACEHOLDER not in cell and "git+ADDRESS" in cell
+    assert ADDRESS_SLOT not in cell and "git+ADDRESS" in cell
     colab = tmp_path / "stand-in" / "google" / "colab"
     colab.mkdir(parents=True)
     (colab / "__init__.py").write_text("")
