@@ -93,7 +93,7 @@ def checking(what, seconds=10):
     except Exception as error:  # the student's code raised: report it, never crash the grader
         failure = f"{what} raised {type(error).__name__}: {error}{student_location(sys.exc_info()[2])}"
     if failure:
-        raise CheckFailed(failure)
+        raise CheckFailed(failure) from None
 
 
 def as_array(value, what):
