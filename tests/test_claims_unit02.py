@@ -78,3 +78,15 @@ def test_logistic_regression_beats_the_majority_answer(ns):
     history, accuracy = ns["history"], ns["accuracy"]
     assert history[-1] < 0.5 * history[0]
     assert accuracy["test"] > np.mean(ns["y_te"] == 1) + 0.15
+
+
+def test_mini_batches_are_consecutive_slices_with_a_short_last_batch(ns):
+    steps = {name: len(path) - 1 for name, (path, _) in ns["runs"].items()}
+    assert steps == {"full batch": 20, "mini-batch (k = 10)": 120, "on-line (k = 1)": 1200}, "60 and 6 steps per epoch"
+    sizes, grad = [], ns["grad_1d"]
+    ns["grad_1d"] = lambda w, b, xs, ys: sizes.append(len(xs)) or grad(w, b, xs, ys)
+    try:
+        ns["descend_1d"](lr=0.1, epochs=1, batch_size=25)
+    finally:
+        ns["grad_1d"] = grad
+    assert sizes == [25, 25, 10], f"60 samples in batches of 25: 25, 25 and a short 10, got {sizes}"
