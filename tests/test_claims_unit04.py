@@ -67,3 +67,9 @@ def test_a_hidden_layer_solves_xor(ns):
 def test_the_softmax_cross_entropy_gradient_is_p_minus_one_hot_over_n(ns):
     assert ns["ce_error_numeric"] < 1e-9, "about 1e-10, the error of the centred differences"
     assert ns["ce_error_autograd"] < 1e-15
+
+
+def test_the_small_numbers_of_the_text(ns):
+    assert sum(p.numel() for p in ns["net"].parameters()) == 31, "12 + 15 + 4 parameters"
+    assert 0.98 <= ns["test_acc"] and 0.94 <= ns["val_acc"] <= 0.955, (ns["test_acc"], ns["val_acc"])
+    assert 350 <= len(ns["test_true"]) <= 370, "about 360 images per part, each mistake 0.3 points"
