@@ -62,7 +62,8 @@ def perceptron_predict(X, w, b):
 
     # ---- perceptron_train: classic mistakes ---------------------------------------------------
     # a wrong perceptron_predict costs exercise 1 only: the train checks use their own copy of it
-    Variant("train through perceptron_predict while a wrong (>=) predict is in scope", cell="perceptron_train",
+    Variant("train through perceptron_predict while a wrong (>=) predict is in scope",
+            cell="perceptron_train",
             source=_TRAIN_VIA_WRONG_PREDICT),
     Variant(">= instead of > in training", cell="perceptron_train",
             replace=(("X[i] @ w + b > 0", "X[i] @ w + b >= 0"),), breaks=TRAIN,
