@@ -8,6 +8,7 @@ Gaussian cases are re-drawn until no score of the reference run lies within 1e-9
 import numpy as np
 
 from course_grading.harness import CheckFailed, hidden_check, student_call
+from course_grading.remote import global_replaced
 from course_utils import data as _data
 from course_utils.checks import as_array
 
@@ -250,6 +251,13 @@ def _as_scalar(value, what):
 
 @hidden_check(numpy_only=True)
 def check_perceptron_train(perceptron_train):
+    # a perceptron_train that calls perceptron_predict gets the reference one: a wrong predict costs
+    # exercise 1 only
+    with global_replaced(perceptron_train, "perceptron_predict", _predict_ref):
+        _check_train(perceptron_train)
+
+
+def _check_train(perceptron_train):
     for description, X, y, kwargs in _train_cases():
         epochs, lr = (10, 1.0) if kwargs is None else (kwargs["epochs"], kwargs["lr"])
         call = ("perceptron_train(X, y)" if kwargs is None

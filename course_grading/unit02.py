@@ -365,24 +365,32 @@ def check_logistic_regression_gradients(logistic_regression_gradients):
     _check_gradients(logistic_regression_gradients, "logistic", _logistic_loss, _labels)
 
 
+def _stability_cases():
+    """(z, y): |z| from 30 to 1000, both signs, both labels (confidently right and confidently wrong)."""
+    yield np.array([1000.0, -1000.0, 800.0, -800.0, 745.5, -745.5, 40.0, -40.0]), \
+        np.array([0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
+    yield np.array([-900.0]), np.array([1.0])
+    rng = np.random.default_rng(42)
+    yield rng.uniform(30, 1000, 20) * rng.choice([-1.0, 1.0], 20), rng.integers(0, 2, 20).astype(float)
+
+
 @hidden_check(numpy_only=True)
 def check_logistic_regression_stability(logistic_regression_gradients):
-    """|z| between 50 and 100 (both signs, right and wrong labels): everything finite, gradients right."""
+    """|z| up to 1000: the loss equals the float64 logaddexp value, the gradients stay right."""
     fn = logistic_regression_gradients
-    for seed, n in [(40, 8), (41, 1), (42, 20)]:
-        rng = np.random.default_rng(seed)
-        z = rng.uniform(50, 100, n) * rng.choice([-1.0, 1.0], n)
-        y = rng.integers(0, 2, n).astype(float)
+    for z, y in _stability_cases():
+        n = len(z)
         w, b = np.array([2.0, -0.5]), 0.5
         X = np.empty((n, 2))
-        X[:, 1] = rng.normal(size=n)
+        X[:, 1] = np.linspace(-1.0, 1.0, n)
         X[:, 0] = (z - b - w[1] * X[:, 1]) / w[0]
-        what = f"{fn.__name__} with |X @ w + b| between 50 and 100 (X of shape {X.shape})"
+        what = f"{fn.__name__} with |X @ w + b| up to {np.abs(z).max():.0f} (X of shape {X.shape})"
         loss, dw, db = _unpack(student_call(fn, X, y, w, b, what=what), what)
-        ref_loss, ref_dw, ref_db = _torch_grads(X, y, w, b, "logistic")
+        ref_loss, ref_dw, ref_db = _logistic_loss(X, y, w, b), *_torch_grads(X, y, w, b, "logistic")[1:]
         with _quiet():
-            advice = ("For large |z|, 1 - sigmoid(z) rounds to 0 and log(0) = -inf (or exp overflows): "
-                      "compute the loss from z directly, e.g. with np.logaddexp(0, z) - y * z.")
+            advice = ("For large |z|, sigmoid(z) rounds to 1 or 0 and log(1 - p) or log(p) becomes -inf; "
+                      "clipping p keeps the loss finite but wrong. Compute the loss from z directly, "
+                      "e.g. with np.logaddexp(0, z) - y * z.")
             value = as_array(loss, f"loss ({what})")
             if value.size != 1 or not np.all(np.isfinite(value)):
                 raise CheckFailed(f"loss ({what}): got {value.reshape(-1)[:3]}, expected a finite number "
@@ -390,6 +398,8 @@ def check_logistic_regression_stability(logistic_regression_gradients):
             if float(value.reshape(())) < -1e-9:
                 raise CheckFailed(f"loss ({what}): got {float(value.reshape(())):.4g}, but cross-entropy is "
                                   f"never negative (expected about {ref_loss:.4g}).")
+            expect_close(float(value.reshape(())), ref_loss, f"loss ({what})", rtol=_RTOL, atol=1e-12,
+                         hint=advice)
             advice = "The gradients must stay right for large |z| too; compute the sigmoid without overflow."
             expect_close(dw, ref_dw, f"dw ({what})", rtol=1e-6, atol=1e-8, hint=advice)
             expect_close(expect_scalar(db, f"db ({what})"), ref_db, f"db ({what})", rtol=1e-6, atol=1e-8,

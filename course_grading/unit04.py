@@ -420,8 +420,7 @@ def check_train_digits_classifier(train_digits_classifier, min_accuracy=0.93):
     kernel_torch = _InKernel(train_digits_classifier, "torch")
     kit = _InKernel(train_digits_classifier, "course_utils.fixtures")
     X, y = digits()
-    # splits whose training part has no constant pixel that is non-zero in the test part
-    for split_seed, seed in ((2, 5), (0, 11)):
+    for split_seed, seed in ((1, 5), (0, 11)):     # split 1: a pixel constant in training varies in test
         X_train, X_test, y_train, y_test = train_test_split(X, y, test_fraction=0.25, seed=split_seed)
         X_train, X_test = standardize(X_train, X_test)
         X_train, X_test = X_train.astype(np.float32), X_test.astype(np.float32)

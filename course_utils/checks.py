@@ -82,33 +82,42 @@ def time_limit(seconds):
         signal.signal(signal.SIGALRM, previous)
 
 
-@contextlib.contextmanager
-def checking(what, seconds=10):
+class checking:
     """Run student code under a time limit with warnings silenced; turn any error into CheckFailed.
 
     nbgrader scores a test cell that writes to stderr as zero, so numpy/torch warnings raised by a
-    correct solution are swallowed here; the checks look for NaN and inf explicitly instead.
+    correct solution are swallowed here; the checks look for NaN and inf explicitly instead. A class,
+    not a generator, so that a failure shows one short message with no contextlib frames.
     """
-    failure = None
-    try:
-        with time_limit(seconds), warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            yield
-    except CheckFailed:
-        raise
-    except NotImplementedError as error:
-        function = getattr(error, "function", "") or student_function(error.__traceback__) or "it"
-        failure = f"{what}: not implemented yet ({function} still raises NotImplementedError)."
-    except TimeoutError:
-        failure = f"{what}: did not finish within {seconds} s. Look for a loop that never ends."
-    except RecursionError:
-        failure = f"{what}: recursion too deep. Look for a function that calls itself without end."
-    except StudentError as error:
-        failure = f"{what} raised {error.type_name}: {error}{error.where}"
-    except Exception as error:  # the student's code raised: report it, never crash the grader
-        failure = f"{what} raised {type(error).__name__}: {error}{student_location(sys.exc_info()[2])}"
-    if failure:
-        raise CheckFailed(failure)
+
+    def __init__(self, what, seconds=10):
+        self.what, self.seconds = what, seconds
+
+    def __enter__(self):
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(time_limit(self.seconds))
+        self._stack.enter_context(warnings.catch_warnings())
+        self._stack.enter_context(np.errstate(all="ignore"))
+        warnings.simplefilter("ignore")
+        return self
+
+    def __exit__(self, kind, error, tb):
+        self._stack.close()
+        if kind is None or not issubclass(kind, Exception) or issubclass(kind, CheckFailed):
+            return False
+        what = self.what
+        if issubclass(kind, NotImplementedError):
+            function = getattr(error, "function", "") or student_function(tb) or "it"
+            failure = f"{what}: not implemented yet ({function} still raises NotImplementedError)."
+        elif issubclass(kind, TimeoutError):
+            failure = f"{what}: did not finish within {self.seconds} s. Look for a loop that never ends."
+        elif issubclass(kind, RecursionError):
+            failure = f"{what}: recursion too deep. Look for a function that calls itself without end."
+        elif issubclass(kind, StudentError):
+            failure = f"{what} raised {error.type_name}: {error}{error.where}"
+        else:  # the student's code raised: report it, never crash the grader
+            failure = f"{what} raised {kind.__name__}: {error}{student_location(tb)}"
+        raise CheckFailed(failure) from None
 
 
 def as_array(value, what):

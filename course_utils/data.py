@@ -105,8 +105,12 @@ def digits():
 
 
 def standardize(train, *others):
-    """Scale columns to zero mean, unit variance using `train`'s statistics; returns the scaled arrays."""
-    mean, std = train.mean(axis=0), train.std(axis=0) + 1e-12
+    """Scale columns to zero mean, unit variance using `train`'s statistics; returns the scaled arrays.
+
+    A column constant in `train` is only centred (divided by 1), as scikit-learn's StandardScaler does.
+    """
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    std = np.where(std == 0, 1.0, std)
     scaled = [(a - mean) / std for a in (train, *others)]
     return scaled[0] if not others else tuple(scaled)
 

@@ -53,3 +53,13 @@ def test_adaline_on_xor_converges_in_loss_not_in_labels(ns):
     assert abs(losses[-1] - losses[-10]) < 1e-6 * losses[-1], "the loss has settled"
     wrong = ns["hist_x"][-1]["mistakes"] / len(ns["y_xor"])
     assert 0.3 <= wrong <= 0.7, f"about half the XOR points stay wrong, got {wrong:.2f}"
+
+
+def test_the_and_table_settles_at_the_end_of_epoch_5(ns):
+    per_epoch = ns["after_each_epoch"](ns["perceptron_steps"](ns["corners"], ns["y_and"], epochs=6))
+    assert per_epoch[0][2] == 1, "in epoch 1 only (1, 1) triggers an update"
+    w5, b5, _ = per_epoch[4]
+    assert list(w5) == [2, 1] and b5 == -2, (w5, b5)
+    assert per_epoch[5][2] == 0, "epoch 6 makes no update"
+    assert [1, 0] @ w5 + b5 == 0, "the corner (1, 0) lies exactly on the line"
+    assert len(ns["y_sep"]) == 80

@@ -78,3 +78,37 @@ def test_logistic_regression_beats_the_majority_answer(ns):
     history, accuracy = ns["history"], ns["accuracy"]
     assert history[-1] < 0.5 * history[0]
     assert accuracy["test"] > np.mean(ns["y_te"] == 1) + 0.15
+
+
+def test_mini_batches_are_consecutive_slices_with_a_short_last_batch(ns):
+    steps = {name: len(path) - 1 for name, (path, _) in ns["runs"].items()}
+    assert steps == {"full batch": 20, "mini-batch (k = 10)": 120, "on-line (k = 1)": 1200}, steps
+    sizes, grad = [], ns["grad_1d"]
+    ns["grad_1d"] = lambda w, b, xs, ys: sizes.append(len(xs)) or grad(w, b, xs, ys)
+    try:
+        ns["descend_1d"](lr=0.1, epochs=1, batch_size=25)
+    finally:
+        ns["grad_1d"] = grad
+    assert sizes == [25, 25, 10], f"60 samples in batches of 25: 25, 25 and a short 10, got {sizes}"
+
+
+def test_thirty_steps_creep_on_centred_features_and_land_on_standardised_ones(ns):
+    far = {}
+    for name in ("centred", "standardised"):
+        Xc = ns["versions"][name] - ns["versions"][name].mean(axis=0)
+        yc = ns["price"] - ns["price"].mean()
+        H2 = 2.0 / len(Xc) * Xc.T @ Xc
+        w_opt = np.linalg.solve(H2, 2.0 / len(Xc) * Xc.T @ yc)
+        lam = np.linalg.eigvalsh(H2)
+        w = np.zeros(2)
+        for _ in range(30):
+            w = w - 2.0 / (lam.max() + lam.min()) * 2.0 / len(Xc) * Xc.T @ (Xc @ w - yc)
+        far[name] = np.abs(w - w_opt) / np.abs(w_opt)
+    np.testing.assert_allclose(ns["path"][-1], ns["w_opt"], rtol=1e-6)    # the lecture's own last panel
+    assert far["standardised"].max() < 1e-6 and far["centred"][1] > 0.5, far
+
+
+def test_the_sigmoid_rounds_to_one_from_z_37(ns):
+    sigmoid = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
+    assert sigmoid(37.0) == 1.0 and sigmoid(36.0) < 1.0
+    assert np.isinf(ns["naive"][ns["z"] >= 40]).all() and np.isfinite(ns["naive"][ns["z"] <= 5]).all()

@@ -53,3 +53,12 @@ def test_relu_keeps_the_gradient_with_he_scale_and_not_with_a_wrong_one(ns):
 
 def test_a_product_of_random_matrices_explodes(ns):
     assert ns["M"].abs().max().item() > 1e10
+
+
+def test_the_worked_numbers(ns):
+    Scalar = ns["Scalar"]
+    x, y, z = Scalar(-2.0), Scalar(5.0), Scalar(-4.0)
+    q = x * y
+    assert (q.data, (q + z).data) == (-10.0, -14.0), "q = -10, f = -14"
+    assert ns["a"] == pytest.approx(1.5)
+    assert ns["dL_da"] == pytest.approx(ns["y_hat"] - 1.0, abs=1e-15), "dL/da = y_hat - y"

@@ -45,3 +45,31 @@ def test_dropout_keeps_the_expectation_in_training_and_is_the_identity_in_eval(n
     assert many.mean().item() == pytest.approx(1.0, abs=0.02)
     dropout = ns["dropout"]
     assert not dropout.training and torch.equal(dropout(ns["ones"]), ns["ones"])
+
+
+def test_fit_reports_the_mean_of_the_batch_losses_as_the_assignment_defines(ns):
+    model = torch.nn.Linear(2, 1)
+    X, y = torch.arange(10.0).reshape(5, 2), torch.arange(5.0).reshape(5, 1)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=2)  # 2, 2 and 1
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    history = ns["fit"](model, loader, loader, torch.nn.MSELoss(), optimizer, epochs=1)
+    with torch.no_grad():
+        per_batch = [torch.nn.MSELoss()(model(xb), yb).item() for xb, yb in loader]
+    assert history["train"][0] == pytest.approx(np.mean(per_batch), rel=1e-6)
+    assert history["val"][0] == pytest.approx(np.mean(per_batch), rel=1e-6)
+
+
+def test_a_hidden_layer_solves_xor(ns):
+    assert ns["xor_acc"] == 1.0, "every one of the 200 XOR points on the right side"
+    assert ns["xor_losses"][-1] < 0.01 * ns["xor_losses"][0]
+
+
+def test_the_softmax_cross_entropy_gradient_is_p_minus_one_hot_over_n(ns):
+    assert ns["ce_error_numeric"] < 1e-9, "about 1e-10, the error of the centred differences"
+    assert ns["ce_error_autograd"] < 1e-15
+
+
+def test_the_small_numbers_of_the_text(ns):
+    assert sum(p.numel() for p in ns["net"].parameters()) == 31, "12 + 15 + 4 parameters"
+    assert 0.98 <= ns["test_acc"] and 0.94 <= ns["val_acc"] <= 0.955, (ns["test_acc"], ns["val_acc"])
+    assert 350 <= len(ns["test_true"]) <= 370, "about 360 images per part, each mistake 0.3 points"

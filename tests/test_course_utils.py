@@ -38,6 +38,10 @@ def test_checking_turns_student_errors_into_messages():
     with pytest.raises(CheckFailed, match="not implemented yet"):
         with checking("f(x)"):
             raise NotImplementedError()
+    with pytest.raises(CheckFailed) as caught:
+        with checking("f(x)"):
+            raise NotImplementedError()
+    assert caught.value.__suppress_context__, "one short message, not a chained traceback"
     with pytest.raises(CheckFailed, match="f\\(x\\) raised ZeroDivisionError"):
         with checking("f(x)"):
             1 / 0
@@ -136,6 +140,10 @@ def test_standardize_and_split():
     train, test = data.standardize(X[:80], X[80:])
     np.testing.assert_allclose(train.mean(axis=0), 0, atol=1e-12)
     np.testing.assert_allclose(train.std(axis=0), 1, atol=1e-9)
+    X[:80, 1] = 7.0                                   # constant in the training split: centred, not blown up
+    train, test = data.standardize(X[:80], X[80:])
+    np.testing.assert_array_equal(train[:, 1], 0)
+    np.testing.assert_allclose(test[:, 1], X[80:, 1] - 7.0)
     Xtr, Xte, ytr, yte = data.train_test_split(X, np.arange(100), 0.25)
     assert len(Xtr) == 75 and len(Xte) == 25 and set(ytr) | set(yte) == set(range(100))
 

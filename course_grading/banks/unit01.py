@@ -4,6 +4,22 @@ from course_grading.banks import Variant
 PREDICT = ("test_perceptron_predict",)
 TRAIN = ("test_perceptron_train",)
 
+_TRAIN_VIA_WRONG_PREDICT = """
+def perceptron_predict(X, w, b):
+    return (X @ w + b >= 0).astype(int)
+
+
+def perceptron_train(X, y, epochs=10, lr=1.0):
+    X = np.asarray(X, dtype=float)
+    w, b = np.zeros(X.shape[1]), 0.0
+    for _ in range(epochs):
+        for i in range(len(X)):
+            err = y[i] - perceptron_predict(X[i:i + 1], w, b)[0]
+            w += lr * err * X[i]
+            b += lr * err
+    return w, b
+"""
+
 VARIANTS = [
     # ---- perceptron_predict: classic mistakes -------------------------------------------------
     Variant(">= instead of > in predict", cell="perceptron_predict",
@@ -45,6 +61,10 @@ def perceptron_predict(X, w, b):
 '''),
 
     # ---- perceptron_train: classic mistakes ---------------------------------------------------
+    # a wrong perceptron_predict costs exercise 1 only: the train checks use their own copy of it
+    Variant("train through perceptron_predict while a wrong (>=) predict is in scope",
+            cell="perceptron_train",
+            source=_TRAIN_VIA_WRONG_PREDICT),
     Variant(">= instead of > in training", cell="perceptron_train",
             replace=(("X[i] @ w + b > 0", "X[i] @ w + b >= 0"),), breaks=TRAIN,
             says="exactly 0, which is class 0"),

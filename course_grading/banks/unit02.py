@@ -123,7 +123,7 @@ def gradient_descent(X, y, lr, epochs, batch_size=None, seed=0):
             breaks=(T_LOG, T_STAB), says="dw"),
     Variant("logistic loss not averaged", cell=LOGISTIC,
             replace=(("loss = np.mean(", "loss = np.sum("),),
-            breaks=(T_LOG,), says="loss"),
+            breaks=(T_LOG, T_STAB), says="loss"),
     Variant("naive sigmoid and logs (unstable)", cell=LOGISTIC, source='''
 def logistic_regression_gradients(X, y, w, b):
     N = X.shape[0]
@@ -164,5 +164,5 @@ def logistic_regression_gradients(X, y, w, b):
     p = np.clip(1 / (1 + np.exp(-z)), 1e-12, 1 - 1e-12)
     loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
     return loss, X.T @ (p - y) / X.shape[0], np.mean(p - y)
-'''),
+''', breaks=(T_STAB,), says="clipping p"),
 ]

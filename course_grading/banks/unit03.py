@@ -149,6 +149,19 @@ def mlp_loss_and_grads(params, X, y):
     return loss, grads
 '''
 
+_WRONG_LINEAR_BACKWARD = """
+
+def linear_backward(dout, cache):
+    x, W = cache
+    return dout @ W.T, x.T @ dout, dout[0]
+"""
+
+_WRONG_RELU_BACKWARD = """
+
+def relu_backward(dout, cache):
+    return dout.copy()
+"""
+
 _BACKWARD_BODY = '''        topo, visited = [], set()
 
         def build(node):
@@ -321,6 +334,11 @@ VARIANTS = [
     Variant("mlp: written for exactly three layers", cell="mlp_loss_and_grads", source=_MLP_THREE_LAYERS,
             breaks=("test_mlp_loss_and_grads",), says="1 layer"),
     Variant("mlp built from the layer functions", cell="mlp_loss_and_grads", source=_MLP_WITH_LAYERS),
+    # a wrong helper costs its own exercise only: the mlp checks put correct layer functions in its place
+    Variant("mlp from the layer functions while linear_backward forgets to sum db", cell="mlp_loss_and_grads",
+            source=_MLP_WITH_LAYERS + _WRONG_LINEAR_BACKWARD),
+    Variant("mlp from the layer functions while relu_backward keeps the gradient everywhere",
+            cell="mlp_loss_and_grads", source=_MLP_WITH_LAYERS + _WRONG_RELU_BACKWARD),
     # ---- Value -----------------------------------------------------------------------------
     Variant("Value: gradients overwritten (=) instead of accumulated (+=)", cell="Value",
             replace=(("self.grad += other.data * out.grad", "self.grad = other.data * out.grad"),
@@ -328,10 +346,10 @@ VARIANTS = [
             breaks=("test_Value", "test_Value_backward"), says="grad after"),
     Variant("Value: __rsub__ with the wrong sign", cell="Value",
             replace=(("return other + (-self)", "return self + (-other)"),),
-            breaks=("test_Value", "test_Value_backward"), says="__rsub__"),
+            breaks=("test_Value",), says="__rsub__"),
     Variant("Value: __pow__ derivative k * x**k", cell="Value",
             replace=(("exponent * self.data ** (exponent - 1)", "exponent * self.data ** exponent"),),
-            breaks=("test_Value", "test_Value_backward"), says="a.grad after out.backward()"),
+            breaks=("test_Value",), says="a.grad after out.backward()"),
     Variant("Value: tanh derivative from the input", cell="Value",
             replace=(("(1.0 - out.data ** 2) * out.grad", "(1.0 - self.data ** 2) * out.grad"),),
             breaks=("test_Value", "test_Value_backward"), says="x.grad"),
