@@ -92,8 +92,11 @@ def dashboard(client):
 
 def check_workers(client, version):
     """{worker address: its sandbox}; refuses when there is no worker or one runs another course version."""
-    if not client.scheduler_info().get("workers"):
+    try:
         client.wait_for_workers(1, timeout=60)
+    except TimeoutError:
+        raise GradingRefused("the Dask scheduler has had no workers for 60 s: start some (dask worker ADDRESS)") \
+            from None
     infos = client.run(worker_info)
     other = sorted(address for address, info in infos.items() if info["digest"] != version)
     if other:
