@@ -31,7 +31,6 @@ class GradingRefused(RuntimeError):
     """`course grade` cannot start; the message says why in one sentence."""
 
 
-@functools.lru_cache(maxsize=None)
 def course_digest(root=ROOT):
     """sha256 over course_grading, course_utils's code, source/ and nbgrader_config.py: the course version."""
     root = Path(root)
@@ -64,9 +63,13 @@ def _log_stderr_to(path):
 
 @contextlib.contextmanager
 def connect(scheduler, jobs, log):
-    """A Dask client: on the scheduler at `scheduler`, else on a LocalCluster of `jobs` one-thread workers."""
+    """A Dask client: on the scheduler at `scheduler` (an address, or a Client the caller made and keeps,
+    e.g. Dask Gateway's), else on a LocalCluster of `jobs` one-thread workers."""
     from distributed import Client, LocalCluster
 
+    if isinstance(scheduler, Client):
+        yield scheduler
+        return
     if scheduler:
         try:
             client = Client(scheduler, timeout="10s")

@@ -161,12 +161,15 @@ def test_a_worker_of_another_course_version_is_refused(graded_locally, cluster, 
 
 
 def test_a_worker_that_cannot_sandbox_fails_its_tasks_with_the_reason(graded_locally, cluster, tmp_path):
+    """Through the Python API with a Client made by the caller (as with Dask Gateway)."""
+    from course_grading.grading import grade_class
+
     scratch, _ = graded_locally
     cluster.add_worker(env=dict(os.environ, PATH=_failing_bwrap(tmp_path)))
-    cluster.client().close()
-    done = grade(scratch / "subs", tmp_path / "out", "--scheduler", cluster.address)
-    assert done.returncode == 0, done.stdout + done.stderr
-    for row in rows(tmp_path / "out" / "grades.csv"):
+    with cluster.client() as client:
+        report = grade_class(scratch / "subs", tmp_path / "out", scheduler=client, only=UNITS, progress=False)
+        assert client.status == "running"  # the caller's client stays open
+    for row in rows(report.grades_csv):
         assert row["total"] == "0"
         assert row["problems"].count("this worker cannot sandbox kernels") == len(UNITS), row
         assert "No permissions to create new namespace" in row["problems"]
