@@ -74,8 +74,8 @@ def connect(scheduler, jobs, log):
         try:
             client = Client(scheduler, timeout="10s")
         except (OSError, ValueError, TimeoutError) as error:
-            raise GradingRefused(f"cannot reach the Dask scheduler at {scheduler} ({type(error).__name__}); is "
-                                 "`dask scheduler` running there and reachable from this machine?") from None
+            raise GradingRefused(f"cannot reach the Dask scheduler at {scheduler} ({type(error).__name__}); "
+                                 "is `dask scheduler` running there and reachable from here?") from None
         with client:
             yield client
         return
@@ -98,14 +98,14 @@ def check_workers(client, version):
     try:
         client.wait_for_workers(1, timeout=60)
     except TimeoutError:
-        raise GradingRefused("the Dask scheduler has had no workers for 60 s: start some (dask worker ADDRESS)") \
-            from None
+        raise GradingRefused("the Dask scheduler has had no workers for 60 s: start some "
+                             "(dask worker ADDRESS)") from None
     infos = client.run(worker_info)
     other = sorted(address for address, info in infos.items() if info["digest"] != version)
     if other:
-        raise GradingRefused(f"worker(s) {', '.join(other)} run a different version of the course than this "
-                             f"one (digest {infos[other[0]]['digest'][:12]}, here {version[:12]}): install the "
-                             "same commit of the course on every worker")
+        raise GradingRefused(f"worker(s) {', '.join(other)} run a different version of the course than "
+                             f"this one (digest {infos[other[0]]['digest'][:12]}, here {version[:12]}): "
+                             "install the same commit of the course on every worker")
     return {address: info["sandbox"] for address, info in infos.items()}
 
 
@@ -141,8 +141,8 @@ def grade_submission(work):
     """Runs on a worker: autograde one submission in a throwaway course directory; return what it made."""
     start = time.perf_counter()
     if work["version"] != course_digest():
-        raise RuntimeError(f"this worker runs a different version of the course (digest {course_digest()[:12]}, "
-                           f"coordinator {work['version'][:12]})")
+        raise RuntimeError("this worker runs a different version of the course (digest "
+                           f"{course_digest()[:12]}, coordinator {work['version'][:12]})")
     why_not = work["judge"]["sandboxed"] and _sandbox_here()[0]
     if why_not:
         raise RuntimeError(f"this worker cannot sandbox kernels: {why_not}")
@@ -156,7 +156,8 @@ def grade_submission(work):
             (folder / Path(name).name).write_bytes(data)
         api = nbgrader_api(course, judge={**work["judge"], "incidents_dir": str(course / "incidents")})
         result = api.autograde(unit, student, force=True, create=True)
-        outcome = {"success": result["success"], "error": "" if result["success"] else last_line(result.get("error"))}
+        outcome = {"success": result["success"],
+                   "error": "" if result["success"] else last_line(result.get("error"))}
         if result["success"]:
             outcome["notebook"] = (course / "autograded" / student / unit / f"{unit}.ipynb").read_text()
             feedback = api.generate_feedback(unit, student, force=True)
@@ -172,9 +173,9 @@ def grade_submission(work):
 
 
 class ReplayExecute(NbGraderPreprocessor):
-    """The coordinator's stand-in for JudgedExecute: the notebook as a worker executed it, for nbgrader to score."""
+    """The coordinator's stand-in for JudgedExecute: the notebook as a worker executed it, to score."""
 
-    executed_dir = Unicode("", help="Folder of <student>/<notebook>.ipynb executed by workers").tag(config=True)
+    executed_dir = Unicode("", help="<student>/<notebook>.ipynb executed by workers").tag(config=True)
 
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]

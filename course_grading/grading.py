@@ -2,9 +2,10 @@
 
 SUBMISSIONS is laid out as nbgrader's submitted/ folder: SUBMISSIONS/<student>/<unit>/<unit>.ipynb.
 Each (student, unit) is one Dask task (course_grading.cluster), on a LocalCluster or an existing
-scheduler; this process is the only writer of OUT and the gradebook. OUT becomes an nbgrader course directory (source/, submitted/, autograded/, feedback/, the
-gradebook) plus grades.csv, cell_grades.csv and ledger.json, which records what has been graded
-from which submission bytes so that a rerun grades only what is missing or changed.
+scheduler; this process is the only writer of OUT and the gradebook. OUT becomes an nbgrader course
+directory (source/, submitted/, autograded/, feedback/, the gradebook) plus grades.csv,
+cell_grades.csv and ledger.json, which records what has been graded from which submission bytes so
+that a rerun grades only what is missing or changed.
 """
 import csv
 import hashlib
@@ -239,7 +240,8 @@ def _grade_on_dask(todo, gradable, ledger, report, scheduler, jobs, progress, ju
                 try:
                     outcome = future.result()
                 except Exception as error:  # noqa: BLE001 - the task failed on its worker: report, go on
-                    outcome = {"success": False, "error": f"{type(error).__name__}: {cluster.last_line(str(error))}"}
+                    why = f"{type(error).__name__}: {cluster.last_line(str(error))}"
+                    outcome = {"success": False, "error": why}
                 result = cluster.save(api, out, staging, student, unit, outcome)
                 entry = {"seconds": round(outcome.get("seconds", 0), 2)}
                 if result["success"]:

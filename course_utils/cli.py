@@ -115,7 +115,7 @@ def parser():
     grade.add_argument("--out", type=Path, default=Path("grading"), help="course folder for results (default grading/)")
     grade.add_argument("--jobs", type=int, default=2, help="workers of the local Dask cluster (default 2)")
     grade.add_argument("--scheduler", metavar="ADDRESS",
-                       help="grade on the workers of this Dask scheduler (tcp://host:8786) instead of locally")
+                       help="grade on this Dask scheduler's workers (tcp://host:8786) instead of locally")
     grade.add_argument("--db", help="gradebook URL (default: sqlite in OUT, or $NBGRADER_DB_URL)")
     grade.add_argument("--units", nargs="*", default=(), help="grade only these units")
     grade.add_argument("--unsandboxed", action="store_true",

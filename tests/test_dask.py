@@ -41,7 +41,8 @@ def _failing_bwrap(tmp_path):
     """A PATH whose first bwrap cannot make namespaces, as in a locked-down container."""
     fake = tmp_path / "fake-bwrap"
     fake.mkdir()
-    (fake / "bwrap").write_text('#!/bin/sh\necho "bwrap: No permissions to create new namespace" >&2\nexit 1\n')
+    (fake / "bwrap").write_text('#!/bin/sh\necho "bwrap: No permissions to create new namespace" >&2\n'
+                                'exit 1\n')
     (fake / "bwrap").chmod(0o755)
     return f"{fake}:{os.environ['PATH']}"
 
@@ -97,11 +98,12 @@ def rows(path):
 
 @pytest.fixture(scope="module")
 def graded_locally(tmp_path_factory):
-    """The small class graded by `course grade --jobs 2` on a LocalCluster whose workers see no system bwrap."""
+    """The small class graded by `course grade --jobs 2` on a LocalCluster; no system bwrap on its PATH."""
     scratch = tmp_path_factory.mktemp("dask")
     wrong = {u: next(v for v in variants(u) if v.breaks) for u in UNITS}
-    samples.write_class(scratch / "subs", {"s0": {u: samples.student_notebook(ROOT, u) for u in UNITS},
-                                           "s1": {u: samples.student_notebook(ROOT, u, wrong[u]) for u in UNITS}})
+    samples.write_class(scratch / "subs", {
+        "s0": {u: samples.student_notebook(ROOT, u) for u in UNITS},
+        "s1": {u: samples.student_notebook(ROOT, u, wrong[u]) for u in UNITS}})
     env = dict(os.environ, PATH=_path_without_system_bwrap(scratch))
     done = grade(scratch / "subs", scratch / "local", "--jobs", "2", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -157,7 +159,8 @@ def test_a_worker_of_another_course_version_is_refused(graded_locally, cluster, 
     done = grade(scratch / "subs", tmp_path / "out", "--scheduler", cluster.address)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "run a different version of the course" in done.stderr, done.stderr
-    assert not (tmp_path / "out" / "ledger.json").exists() or (tmp_path / "out" / "ledger.json").read_text() == "{}"
+    ledger = tmp_path / "out" / "ledger.json"
+    assert not ledger.exists() or ledger.read_text() == "{}", "nothing may be graded"
 
 
 def test_a_worker_that_cannot_sandbox_fails_its_tasks_with_the_reason(graded_locally, cluster, tmp_path):
