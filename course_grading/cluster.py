@@ -79,8 +79,9 @@ def connect(scheduler, jobs, log):
         with client:
             yield client
         return
-    with LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, silence_logs=logging.ERROR) as cluster, \
-            Client(cluster) as client:
+    # no memory limit per worker, as before Dask: the sandbox limits each kernel, the judge needs torch
+    with LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, memory_limit=0, silence_logs=logging.ERROR) \
+            as cluster, Client(cluster) as client:
         client.run(_log_stderr_to, str(log))
         yield client
 
@@ -120,11 +121,12 @@ _SCRATCH = None  # this worker's folder of course templates, removed when the pr
 
 
 @functools.lru_cache(maxsize=None)
-def _template(unit):
-    """A course directory holding `unit` generated into its own gradebook, made once per worker process."""
+def _template(unit, version):
+    """A course directory holding `unit` generated into its own gradebook, made once per worker process
+    and course version (a long-lived worker whose course was updated makes it again)."""
     global _SCRATCH
     _SCRATCH = _SCRATCH or tempfile.TemporaryDirectory(prefix="course-worker-")
-    course = Path(_SCRATCH.name) / unit
+    course = Path(_SCRATCH.name) / version[:16] / unit
     shutil.copytree(ROOT / "source" / unit, course / "source" / unit)
     result = nbgrader_api(course).generate_assignment(unit, force=True, create=True)
     if not result["success"]:
@@ -149,7 +151,7 @@ def grade_submission(work):
     student, unit = work["student"], work["unit"]
     with tempfile.TemporaryDirectory(prefix="course-task-") as scratch:
         course = Path(scratch) / "course"
-        shutil.copytree(_template(unit), course)
+        shutil.copytree(_template(unit, work["version"]), course)
         folder = course / "submitted" / student / unit
         folder.mkdir(parents=True)
         for name, data in work["files"].items():
