@@ -80,8 +80,8 @@ def connect(scheduler, jobs, log):
             yield client
         return
     # no memory limit per worker, as before Dask: the sandbox limits each kernel, the judge needs torch
-    with LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, memory_limit=0, silence_logs=logging.ERROR) \
-            as cluster, Client(cluster) as client:
+    with LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, memory_limit=0,
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         client.run(_log_stderr_to, str(log))
         yield client
 
