@@ -29,6 +29,23 @@ def plain_nbgrader_autograde(submissions, course, root, units):
     return time.perf_counter() - start
 
 
+def dask_scaling(submissions, scratch, root, only=()):
+    """`course grade` of the same class on a Dask LocalCluster of 1 and of 2 workers: notebooks per second
+    (cluster start and scoring included) and the scaling efficiency, rate with 2 / (2 x rate with 1)."""
+    from course_grading.grading import grade_class
+
+    rates = {}
+    for workers in (1, 2):
+        report = grade_class(submissions, Path(scratch) / f"dask-{workers}", jobs=workers, root=root,
+                             only=only, progress=False)
+        rates[workers] = len(report.graded) / report.seconds
+        print(f"LocalCluster, {workers} worker(s):         {rates[workers]:7.3f} notebooks/s")
+    efficiency = rates[2] / (2 * rates[1])
+    print(f"scaling efficiency, 1 -> 2 workers:   {efficiency:7.0%}")
+    return {"notebooks_per_second_1_worker": rates[1], "notebooks_per_second_2_workers": rates[2],
+            "scaling_efficiency": efficiency}
+
+
 def bench(root=ROOT, students=4, jobs=2, only=()):
     """Print the benchmark; return its figures as a dict."""
     from course_grading.grading import grade_class
@@ -49,6 +66,7 @@ def bench(root=ROOT, students=4, jobs=2, only=()):
         start = time.perf_counter()
         grade_class(scratch / "class", scratch / "parallel", jobs=jobs, root=root)
         parallel = time.perf_counter() - start
+        scaling = dask_scaling(scratch / "class", scratch, root, only)
 
     figures = {
         "course_seconds": sum(r.seconds for r in runs),
@@ -59,6 +77,7 @@ def bench(root=ROOT, students=4, jobs=2, only=()):
         "grading_over_execution": sequential / students / assignment_seconds,
         "student_seconds_all_units": parallel / students,
     }
+    figures.update(scaling)
     print(f"plain sequential nbgrader autograde: {sequential:7.1f} s  ({figures['sequential_autograde_seconds_per_notebook']:.2f} s per notebook)")
     print(f"course grade --jobs {jobs}:             {parallel:7.1f} s  ({figures['grade_jobs_seconds_per_notebook']:.2f} s per notebook, includes feedback)")
     print(f"speed-up of grade --jobs {jobs}:        {figures['grade_speedup']:7.2f} x")

@@ -16,11 +16,13 @@ def units(root=ROOT, only=()):
     return names
 
 
-def nbgrader_api(course_root, db_url=None, quiet=True, judge=None, **coursedir):
+def nbgrader_api(course_root, db_url=None, quiet=True, judge=None, replay_from=None, **coursedir):
     """NbGraderAPI for `course_root`, with the project's nbgrader_config.py and overrides.
 
     `coursedir` entries override CourseDirectory settings (e.g. release_directory=...); `judge`
-    entries override JudgedExecute settings (sandboxed=..., incidents_dir=...).
+    entries override JudgedExecute settings (sandboxed=..., incidents_dir=...). With `replay_from`,
+    autograde scores the notebooks Dask workers executed, found there, instead of executing them
+    (course_grading.cluster.ReplayExecute).
     """
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
@@ -37,6 +39,13 @@ def nbgrader_api(course_root, db_url=None, quiet=True, judge=None, **coursedir):
         setattr(config.CourseDirectory, key, value)
     for key, value in (judge or {}).items():
         setattr(config.JudgedExecute, key, value)
+    if replay_from is not None:
+        from course_grading.cluster import ReplayExecute
+        from course_grading.judge import JudgedExecute
+
+        config.Autograde.autograde_preprocessors = [ReplayExecute if step is JudgedExecute else step
+                                                    for step in config.Autograde.autograde_preprocessors]
+        config.ReplayExecute.executed_dir = str(replay_from)
     if quiet:
         config.NbGraderAPI.log_level = "ERROR"
         logging.getLogger("traitlets").setLevel(logging.ERROR)

@@ -1,9 +1,11 @@
 """`course grade`: autograde a class in parallel through nbgrader, resumably, then feedback and CSVs.
 
 SUBMISSIONS is laid out as nbgrader's submitted/ folder: SUBMISSIONS/<student>/<unit>/<unit>.ipynb.
-OUT becomes an nbgrader course directory (source/, submitted/, autograded/, feedback/, the
-gradebook) plus grades.csv, cell_grades.csv and ledger.json, which records what has been graded
-from which submission bytes so that a rerun grades only what is missing or changed.
+Each (student, unit) is one Dask task (course_grading.cluster), on a LocalCluster or an existing
+scheduler; this process is the only writer of OUT and the gradebook. OUT becomes an nbgrader course
+directory (source/, submitted/, autograded/, feedback/, the gradebook) plus grades.csv,
+cell_grades.csv and ledger.json, which records what has been graded from which submission bytes so
+that a rerun grades only what is missing or changed.
 """
 import csv
 import hashlib
@@ -11,13 +13,14 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from course_grading import intake, samples, sandbox
+from course_grading import cluster, intake, samples, sandbox
+from course_grading.cluster import GradingRefused
 from course_grading.course import ROOT, nbgrader_api, units as course_units
 
 
@@ -61,49 +64,16 @@ def _write_json_atomically(path, data):
     os.replace(tmp, path)
 
 
-_API = None
-RETRYABLE = ("database is locked", "UNIQUE constraint failed",  # SQLite
-             "duplicate key value violates unique constraint", "deadlock detected")  # PostgreSQL
-
-
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}")
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(GradingRefused):
     """Untrusted notebooks would run with the instructor's powers: refuse unless told otherwise."""
 
 
-def _judge_settings(out, sandboxed, cell_timeout=None):
-    settings = {"sandboxed": sandboxed, "incidents_dir": str(out / "incidents")}
+def _judge_settings(sandboxed, cell_timeout=None):
+    settings = {"sandboxed": sandboxed}
     return settings if cell_timeout is None else {**settings, "timeout": cell_timeout}
-
-
-def _init_worker(out, db_url, judge):
-    """Each worker keeps one API; its stderr (kernel chatter, SQLAlchemy notes) goes to OUT/autograde.log."""
-    global _API
-    log = os.open(out / "autograde.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    os.dup2(log, 2)
-    _API = nbgrader_api(out, db_url=db_url, judge=judge)
-
-
-def _autograde(student, unit):
-    """One submission: nbgrader autograde, then feedback. Runs in a worker process."""
-    start = time.perf_counter()
-    for attempt in range(3):  # SQLite may be busy for a moment with several writers
-        result = _API.autograde(unit, student, force=True, create=True)
-        if result["success"] or not any(m in result.get("error", "") for m in RETRYABLE):
-            break
-        time.sleep(1 + attempt)
-    if result["success"]:
-        feedback = _API.generate_feedback(unit, student, force=True)
-        if not feedback["success"]:
-            result = {"success": True, "warning": "feedback failed: " + _last_line(feedback.get("error", ""))}
-    return student, unit, result, time.perf_counter() - start
-
-
-def _last_line(text):
-    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "unknown error"
 
 
 def prepare(out, root, units, db_url):
@@ -137,8 +107,8 @@ def prepare(out, root, units, db_url):
 
 
 def register_students(students, db_url, identities=None):
-    """Create the students up front (two workers creating the same one at once would collide), with
-    their names and LMS ids where `course collect` recorded them ({student: {first_name: ...}})."""
+    """Create the students with their names and LMS ids where `course collect` recorded them
+    ({student: {first_name: ...}})."""
     from nbgrader.api import Gradebook
 
     with Gradebook(db_url) as gradebook:
@@ -203,22 +173,24 @@ def student_folders(submissions):
 
 
 def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progress=True, unsandboxed=False,
-                cell_timeout=None):
+                cell_timeout=None, scheduler=None):
     """Grade every student folder in `submissions` into `out`; return a ClassReport.
 
-    Kernels run sandboxed (course_grading.sandbox); where no sandbox can be made, grading is refused
-    unless `unsandboxed` is given, and every row then says it was graded unsandboxed. `cell_timeout`
-    overrides nbgrader_config.py's per-cell limit (seconds).
+    The notebooks are graded by the Dask scheduler at `scheduler`'s workers, else by a LocalCluster of
+    `jobs` workers. Kernels run sandboxed (course_grading.sandbox); where no sandbox can be made here,
+    grading is refused unless `unsandboxed` is given, and every row then says it was graded
+    unsandboxed (a remote worker that cannot sandbox fails its tasks, with the reason in the problems
+    column). `cell_timeout` overrides nbgrader_config.py's per-cell limit (seconds).
     """
-    from tqdm.auto import tqdm
-
     start = time.perf_counter()
-    why_not = sandbox.available()
+    why_not = "" if scheduler else sandbox.available()
     if why_not and not unsandboxed:
         raise SandboxUnavailable(f"cannot sandbox the students' kernels: {why_not}. Grading untrusted "
                                  "notebooks without a sandbox gives their code your powers; pass --unsandboxed "
                                  "only for trusted submissions.")
     sandboxed = not why_not and not unsandboxed
+    if progress and not scheduler:
+        print(f"sandbox: {sandbox.bwrap()[1] if sandboxed else 'none (--unsandboxed)'}", flush=True)
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
     units = course_units(root, only)
     folders, rejected = student_folders(submissions)
@@ -253,27 +225,8 @@ def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progr
     if todo:
         for student, unit in todo:
             (out / "incidents" / student / f"{unit}.json").unlink(missing_ok=True)
-        with ProcessPoolExecutor(max_workers=max(1, jobs), initializer=_init_worker,
-                                 initargs=(out, db_url, _judge_settings(out, sandboxed, cell_timeout))) as pool:
-            futures = [pool.submit(_autograde, student, unit) for student, unit in todo]
-            try:
-                for future in tqdm(as_completed(futures), total=len(futures), desc="autograde",
-                                   unit="notebook", disable=not progress):
-                    student, unit, result, seconds = future.result()
-                    entry = {"seconds": round(seconds, 2)}
-                    if result["success"]:
-                        entry["digest"] = gradable[student, unit]
-                        if result.get("warning"):
-                            entry["warning"] = result["warning"]
-                    else:
-                        entry["error"] = _last_line(result.get("error"))
-                    ledger["/".join((student, unit))] = entry
-                    _write_json_atomically(ledger_path, ledger)
-                    report.graded.append((student, unit))
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+        _grade_on_dask(todo, gradable, ledger, report, scheduler=scheduler, jobs=jobs, progress=progress,
+                       judge=_judge_settings(sandboxed, cell_timeout), version=cluster.course_digest(root))
 
     for key, entry in ledger.items():
         student, unit = key.split("/")
@@ -290,6 +243,48 @@ def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progr
     write_csvs(report, db_url)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _grade_on_dask(todo, gradable, ledger, report, scheduler, jobs, progress, judge, version):
+    """One task per (student, unit); each result is saved here, the ledger written after each one."""
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    out, ledger_path = report.out, report.out / "ledger.json"
+    with cluster.connect(scheduler, jobs, out / "autograde.log") as client, \
+            tempfile.TemporaryDirectory(prefix="course-replay-") as staging:
+        sandboxes = cluster.check_workers(client, version)
+        if progress:
+            print(f"dask dashboard: {cluster.dashboard(client)}", flush=True)
+            if scheduler:
+                print("\n".join(f"worker {address}: {which}" for address, which in sorted(sandboxes.items())),
+                      flush=True)
+        api = nbgrader_api(out, db_url=report.db_url, replay_from=staging)
+        futures = {client.submit(cluster.grade_submission, cluster.task(out, student, unit, version, judge),
+                                 pure=False): (student, unit) for student, unit in todo}
+        try:
+            for future in tqdm(as_completed(futures), total=len(futures), desc="autograde", unit="notebook",
+                               disable=not progress):
+                student, unit = futures[future]
+                try:
+                    outcome = future.result()
+                except Exception as error:  # noqa: BLE001 - the task failed on its worker: report, go on
+                    why = f"{type(error).__name__}: {cluster.last_line(str(error))}"
+                    outcome = {"success": False, "error": why}
+                result = cluster.save(api, out, staging, student, unit, outcome)
+                entry = {"seconds": round(outcome.get("seconds", 0), 2)}
+                if result["success"]:
+                    entry["digest"] = gradable[student, unit]
+                    if result.get("warning"):
+                        entry["warning"] = result["warning"]
+                else:
+                    entry["error"] = result["error"]
+                ledger["/".join((student, unit))] = entry
+                _write_json_atomically(ledger_path, ledger)
+                report.graded.append((student, unit))
+        except BaseException:
+            client.cancel(list(futures))
+            raise
 
 
 def collect_scores(report, db_url):

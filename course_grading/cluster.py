@@ -1,0 +1,212 @@
+"""Grading on Dask: the coordinator's client (a LocalCluster, or an existing scheduler by address), the
+check that every worker runs this course version, the task a worker runs, and how its result is saved.
+
+A task is one (student, unit): it carries the submission's bytes, so workers share no filesystem with
+the coordinator. The worker autogrades it with nbgrader, sandboxed and judged, in a throwaway course
+directory and gradebook, and returns the autograded notebook, the feedback files and the incidents.
+The coordinator, the only writer of OUT, then runs nbgrader's own autograde on the same submission with
+`ReplayExecute` in place of the execution step, so nbgrader's SaveAutoGrades and AssignLatePenalties
+score it into the real gradebook (SQLite or PostgreSQL) exactly as a local autograde would.
+"""
+import contextlib
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from nbgrader.preprocessors import NbGraderPreprocessor
+from sqlalchemy.exc import SAWarning
+from traitlets import Unicode
+
+from course_grading import samples, sandbox
+from course_grading.course import ROOT, nbgrader_api
+
+
+class GradingRefused(RuntimeError):
+    """`course grade` cannot start; the message says why in one sentence."""
+
+
+def course_digest(root=ROOT):
+    """sha256 over course_grading, course_utils's code, source/ and nbgrader_config.py: the course version."""
+    root = Path(root)
+    files = [root / "nbgrader_config.py", *(root / "course_utils").rglob("*.py"),
+             *(root / "course_grading").rglob("*.py"), *(root / "source").rglob("*")]
+    h = hashlib.sha256()
+    for path in sorted(p for p in files if p.is_file() and "__pycache__" not in p.parts
+                       and ".ipynb_checkpoints" not in p.parts):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def _sandbox_here():
+    """(why not, which bubblewrap) on this machine, asked once per process."""
+    return sandbox.available(), sandbox.bwrap()[1]
+
+
+def worker_info():
+    """What the coordinator asks every worker before grading."""
+    why_not, which = _sandbox_here()
+    return {"digest": course_digest(), "sandbox": f"cannot sandbox: {why_not}" if why_not else which}
+
+
+def _log_stderr_to(path):
+    """LocalCluster workers: kernel chatter and worker logs go to OUT/autograde.log, not the terminal."""
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(log, 2)
+
+
+@contextlib.contextmanager
+def connect(scheduler, jobs, log):
+    """A Dask client: on the scheduler at `scheduler` (an address, or a Client the caller made and keeps,
+    e.g. Dask Gateway's), else on a LocalCluster of `jobs` one-thread workers."""
+    from distributed import Client, LocalCluster
+
+    if isinstance(scheduler, Client):
+        yield scheduler
+        return
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, ValueError, TimeoutError) as error:
+            raise GradingRefused(f"cannot reach the Dask scheduler at {scheduler} ({type(error).__name__}); "
+                                 "is `dask scheduler` running there and reachable from here?") from None
+        with client:
+            yield client
+        return
+    # no memory limit per worker, as before Dask: the sandbox limits each kernel, the judge needs torch
+    with LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, memory_limit=0,
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        client.run(_log_stderr_to, str(log))
+        yield client
+
+
+def dashboard(client):
+    """The dashboard's address, or how to get one."""
+    try:
+        return client.dashboard_link
+    except (KeyError, AttributeError):
+        return "not served (install bokeh>=3.1 where the scheduler runs)"
+
+
+def check_workers(client, version):
+    """{worker address: its sandbox}; refuses when there is no worker or one runs another course version."""
+    try:
+        client.wait_for_workers(1, timeout=60)
+    except TimeoutError:
+        raise GradingRefused("the Dask scheduler has had no workers for 60 s: start some "
+                             "(dask worker ADDRESS)") from None
+    infos = client.run(worker_info)
+    other = sorted(address for address, info in infos.items() if info["digest"] != version)
+    if other:
+        raise GradingRefused(f"worker(s) {', '.join(other)} run a different version of the course than "
+                             f"this one (digest {infos[other[0]]['digest'][:12]}, here {version[:12]}): "
+                             "install the same commit of the course on every worker")
+    return {address: info["sandbox"] for address, info in infos.items()}
+
+
+def task(out, student, unit, version, judge):
+    """The payload of one grading task: the repaired submission's files and the settings."""
+    folder = Path(out) / "submitted" / student / unit
+    files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and not p.is_symlink()}
+    return {"student": student, "unit": unit, "files": files, "version": version, "judge": judge}
+
+
+_SCRATCH = None  # this worker's folder of course templates, removed when the process ends
+
+
+@functools.lru_cache(maxsize=None)
+def _template(unit, version):
+    """A course directory holding `unit` generated into its own gradebook, made once per worker process
+    and course version (a long-lived worker whose course was updated makes it again)."""
+    global _SCRATCH
+    _SCRATCH = _SCRATCH or tempfile.TemporaryDirectory(prefix="course-worker-")
+    course = Path(_SCRATCH.name) / version[:16] / unit
+    shutil.copytree(ROOT / "source" / unit, course / "source" / unit)
+    result = nbgrader_api(course).generate_assignment(unit, force=True, create=True)
+    if not result["success"]:
+        raise RuntimeError(f"this worker could not set up {unit}: {last_line(result.get('error'))}")
+    return course
+
+
+def last_line(text):
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "unknown error"
+
+
+def grade_submission(work):
+    """Runs on a worker: autograde one submission in a throwaway course directory; return what it made."""
+    start = time.perf_counter()
+    if work["version"] != course_digest():
+        raise RuntimeError("this worker runs a different version of the course (digest "
+                           f"{course_digest()[:12]}, coordinator {work['version'][:12]})")
+    why_not = work["judge"]["sandboxed"] and _sandbox_here()[0]
+    if why_not:
+        raise RuntimeError(f"this worker cannot sandbox kernels: {why_not}")
+    student, unit = work["student"], work["unit"]
+    with tempfile.TemporaryDirectory(prefix="course-task-") as scratch:
+        course = Path(scratch) / "course"
+        shutil.copytree(_template(unit, work["version"]), course)
+        folder = course / "submitted" / student / unit
+        folder.mkdir(parents=True)
+        for name, data in work["files"].items():
+            (folder / Path(name).name).write_bytes(data)
+        api = nbgrader_api(course, judge={**work["judge"], "incidents_dir": str(course / "incidents")})
+        result = api.autograde(unit, student, force=True, create=True)
+        outcome = {"success": result["success"],
+                   "error": "" if result["success"] else last_line(result.get("error"))}
+        if result["success"]:
+            outcome["notebook"] = (course / "autograded" / student / unit / f"{unit}.ipynb").read_text()
+            feedback = api.generate_feedback(unit, student, force=True)
+            if not feedback["success"]:
+                outcome["warning"] = "feedback failed: " + last_line(feedback.get("error"))
+            made = course / "feedback" / student / unit
+            outcome["feedback"] = {p.relative_to(made).as_posix(): p.read_bytes()
+                                   for p in made.rglob("*") if p.is_file()} if made.is_dir() else {}
+        incidents = course / "incidents" / student / f"{unit}.json"
+        outcome["incidents"] = incidents.read_text() if incidents.exists() else None
+    outcome["seconds"] = time.perf_counter() - start
+    return outcome
+
+
+class ReplayExecute(NbGraderPreprocessor):
+    """The coordinator's stand-in for JudgedExecute: the notebook as a worker executed it, to score."""
+
+    executed_dir = Unicode("", help="<student>/<notebook>.ipynb executed by workers").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        info = resources["nbgrader"]
+        executed = samples.read(Path(self.executed_dir) / info["student"] / f"{info['notebook']}.ipynb")
+        if [c.source for c in executed.cells] != [c.source for c in nb.cells]:
+            raise ValueError("the notebook a worker executed is not this submission")
+        return executed, resources
+
+
+def save(api, out, staging, student, unit, outcome):
+    """Coordinator: score a worker's outcome into the gradebook and OUT; return nbgrader's result."""
+    out = Path(out)
+    incidents = out / "incidents" / student / f"{unit}.json"
+    if outcome.get("incidents"):
+        incidents.parent.mkdir(parents=True, exist_ok=True)
+        incidents.write_text(outcome["incidents"])
+    if not outcome["success"]:
+        return outcome
+    executed = Path(staging) / student / f"{unit}.ipynb"
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    executed.write_text(outcome["notebook"])
+    with warnings.catch_warnings():  # nbgrader's SQLAlchemy notes, written to autograde.log before Dask
+        warnings.simplefilter("ignore", SAWarning)
+        result = api.autograde(unit, student, force=True, create=True)
+    if not result["success"]:
+        return {"success": False, "error": last_line(result.get("error"))}
+    feedback = out / "feedback" / student / unit
+    shutil.rmtree(feedback, ignore_errors=True)
+    for name, data in outcome["feedback"].items():
+        (feedback / name).parent.mkdir(parents=True, exist_ok=True)
+        (feedback / name).write_bytes(data)
+    return outcome
