@@ -61,8 +61,9 @@ def readonly_paths():
     return sorted(p for p in paths if p.exists() and not str(p).startswith(("/usr/", "/etc/")))
 
 
-def command(folder, workdir, argv, uid=None, env=None):
-    """The command line that runs `argv` sandboxed, with `folder` (holding `workdir`) writable."""
+def command(folder, workdir, argv, uid=None, env=None, tmp=None):
+    """The command line that runs `argv` sandboxed, with `folder` (holding `workdir`) writable, and
+    the folder `tmp` as its /tmp (a fresh tmpfs when None)."""
     folder, workdir = Path(folder), Path(workdir)
     # bubblewrap itself ignores SIGINT (the kernel manager interrupts the whole process group), so an
     # interrupt reaches the kernel instead of ending the sandbox; what the kernel prints itself goes to stderr
@@ -74,7 +75,8 @@ def command(folder, workdir, argv, uid=None, env=None):
             args += ["--symlink", os.readlink(top), str(top)]
         elif top.is_dir():
             args += ["--ro-bind", str(top), str(top)]
-    args += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    args += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev"]
+    args += ["--tmpfs", "/tmp"] if tmp is None else ["--bind", str(tmp), "/tmp"]
     made = {"/", "/usr", "/etc", "/tmp"}
     for path in readonly_paths():
         args += _ro_bind(path, made)
