@@ -98,7 +98,7 @@ class Zygote:
             raise ZygoteError("the zygote did not start")
         self.start_seconds += time.perf_counter() - start
 
-    def _ask(self, timeout=60, **request):
+    def _ask(self, timeout=20, **request):
         with self.lock:
             if self.control is None:
                 raise ZygoteError("no zygote")

@@ -73,8 +73,6 @@ def _kernel(connection_file, workdir):
         os.closerange(3, 1 << 16)  # the zygote's socket above all
         os.setpgid(0, 0)
         LIBC.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
-        import numpy
-        numpy.random.seed()  # a new process seeds numpy from the OS; a fork copies the template's state
         os.chdir(workdir)
         from ipykernel import kernelapp
         kernelapp.launch_new_instance(["-f", connection_file])
