@@ -45,7 +45,6 @@ class Zygote:
         self.folder, self.tmp = self.root / "box", self.root / "tmp"
         self.process = self.control = None
         self.lock = threading.Lock()
-        self.start_seconds = 0.0
 
     def fresh_folder(self):
         """Stop whatever the last notebook left running and empty the folders; the sandbox's folder."""
@@ -63,7 +62,7 @@ class Zygote:
     def fork(self, connection_file, workdir):
         """Namespace pid of a fresh kernel for `connection_file`, run in `workdir` (inside self.folder)."""
         if self.process is None or self.process.poll() is not None:
-            self._start(workdir)
+            self.start(workdir)
         reply = self._ask(op="fork", connection_file=str(connection_file), workdir=str(workdir))
         if "error" in reply:
             self.stop()
@@ -82,7 +81,8 @@ class Zygote:
         except ZygoteError:
             pass
 
-    def _start(self, workdir):
+    def start(self, workdir):
+        """Start the zygote (seconds: until it has imported everything), `workdir` as its kernels' HOME."""
         self.stop()
         start = time.perf_counter()
         ours, theirs = socket.socketpair()
@@ -96,7 +96,7 @@ class Zygote:
         if not self._reply(timeout=180).get("ready"):
             self.stop()
             raise ZygoteError("the zygote did not start")
-        self.start_seconds += time.perf_counter() - start
+        return time.perf_counter() - start
 
     def _ask(self, timeout=20, **request):
         with self.lock:
@@ -119,20 +119,6 @@ class Zygote:
             self.stop()
             raise ZygoteError("the zygote stopped answering")
         return json.loads(line)
-
-    def pids(self):
-        """Host pids of the zygote's sandbox (bubblewrap, the zygote, its kernels and their children)."""
-        if self.process is None:
-            return []
-        found, todo = [], [self.process.pid]
-        while todo:
-            pid = todo.pop()
-            found.append(pid)
-            try:
-                todo += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-            except OSError:
-                pass
-        return found
 
     def stop(self):
         """Kill the zygote with its whole sandbox."""
