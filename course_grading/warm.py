@@ -30,11 +30,13 @@ class ZygoteError(RuntimeError):
 
 
 def zygote(uid):
-    """This process's zygote for sandbox user `uid` (started when it first forks a kernel)."""
-    if uid not in _ZYGOTES:
-        _ZYGOTES[uid] = Zygote(uid)
-        multiprocessing.util.Finalize(None, _ZYGOTES[uid].close, exitpriority=10)  # pool workers skip atexit
-    return _ZYGOTES[uid]
+    """This thread's zygote for sandbox user `uid` (started when it first forks a kernel): a zygote
+    runs one kernel at a time, so a worker that grades in several threads has one per thread."""
+    key = uid, threading.get_ident()
+    if key not in _ZYGOTES:
+        _ZYGOTES[key] = Zygote(uid)
+        multiprocessing.util.Finalize(None, _ZYGOTES[key].close, exitpriority=10)  # pool workers skip atexit
+    return _ZYGOTES[key]
 
 
 class Zygote:
@@ -87,7 +89,8 @@ class Zygote:
         start = time.perf_counter()
         ours, theirs = socket.socketpair()
         env = {"COURSE_JUDGE": str(self.folder / "judge.sock"), "COURSE_ZYGOTE_FD": str(theirs.fileno())}
-        argv = [sys.executable, "-c", Path(__file__).with_name("zygote.py").read_text()]
+        # -Xfrozen_modules=off as in ipykernel's kernel spec (the debugger warns otherwise)
+        argv = [sys.executable, "-Xfrozen_modules=off", "-c", Path(__file__).with_name("zygote.py").read_text()]
         self.process = subprocess.Popen(sandbox.command(self.folder, workdir, argv, self.uid, env, self.tmp),
                                         pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                                         start_new_session=True)

@@ -6,6 +6,7 @@ fork a fresh ipykernel for a connection file (after killing every other process 
 or signal it, or clean up. A forked kernel closes that socket first, so it cannot ask for anything.
 """
 import ctypes
+import gc
 import json
 import os
 import signal
@@ -31,10 +32,14 @@ def _imports():
     import matplotlib_inline.backend_inline  # noqa: F401
     import numpy  # noqa: F401
     import ipykernel.kernelapp  # noqa: F401
+    import ipykernel.debugger, ipykernel.ipkernel, ipykernel.zmqshell  # noqa: F401, E401 - what a kernel's start imports
+    import pdb, pydoc, sqlite3, threadpoolctl, tornado.gen, tornado.locks, tornado.queues  # noqa: F401, E401
     import course_utils.checks  # noqa: F401
     import course_utils.judge  # noqa: F401
     if blas is None:
         del os.environ["OPENBLAS_NUM_THREADS"]
+    gc.collect()
+    gc.freeze()  # the kernels' garbage collector leaves the template's objects alone (fewer copied pages)
 
 
 def clean():
