@@ -117,8 +117,8 @@ def bench(root=ROOT, students=4, jobs=2, only=()):
     print(f"plain sequential nbgrader autograde: {sequential:7.1f} s  ({figures['sequential_autograde_seconds_per_notebook']:.2f} s per notebook)")
     print(f"course grade --jobs {jobs}:             {parallel:7.1f} s  ({figures['grade_jobs_seconds_per_notebook']:.2f} s per notebook, includes feedback)")
     print(f"speed-up of grade --jobs {jobs}:        {figures['grade_speedup']:7.2f} x")
-    print(f"warm kernel pool start-up:            {pool_start:7.1f} s per worker (its sandbox, imports included)")
-    print(f"warm kernel pool peak memory:         {peak['bytes'] / 2**20:7.0f} MiB (RSS of {jobs} templates plus kernels)")
+    print(f"warm kernel pool start-up:            {pool_start:7.1f} s per worker (imports included)")
+    print(f"warm kernel pool peak memory:         {peak['bytes'] / 2**20:7.0f} MiB (RSS, {jobs} templates + kernels)")
     print(f"autograde time / bare execution:      {figures['grading_over_execution']:7.2f} x")
     print(f"one student's {len(units)} notebooks:          {figures['student_seconds_all_units']:7.1f} s of wall time (jobs {jobs})")
     budgets = [("every notebook under 60 s", figures["slowest_notebook_seconds"] < 60),

@@ -90,7 +90,8 @@ class Zygote:
         ours, theirs = socket.socketpair()
         env = {"COURSE_JUDGE": str(self.folder / "judge.sock"), "COURSE_ZYGOTE_FD": str(theirs.fileno())}
         # -Xfrozen_modules=off as in ipykernel's kernel spec (the debugger warns otherwise)
-        argv = [sys.executable, "-Xfrozen_modules=off", "-c", Path(__file__).with_name("zygote.py").read_text()]
+        source = Path(__file__).with_name("zygote.py").read_text()
+        argv = [sys.executable, "-Xfrozen_modules=off", "-c", source]
         self.process = subprocess.Popen(sandbox.command(self.folder, workdir, argv, self.uid, env, self.tmp),
                                         pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                                         start_new_session=True)

@@ -32,7 +32,8 @@ def _imports():
     import matplotlib_inline.backend_inline  # noqa: F401
     import numpy  # noqa: F401
     import ipykernel.kernelapp  # noqa: F401
-    import ipykernel.debugger, ipykernel.ipkernel, ipykernel.zmqshell  # noqa: F401, E401 - what a kernel's start imports
+    # what a kernel's start imports
+    import ipykernel.debugger, ipykernel.ipkernel, ipykernel.zmqshell  # noqa: F401, E401
     import pdb, pydoc, sqlite3, threadpoolctl, tornado.gen, tornado.locks, tornado.queues  # noqa: F401, E401
     import course_utils.checks  # noqa: F401
     import course_utils.judge  # noqa: F401

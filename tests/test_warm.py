@@ -1,5 +1,5 @@
-"""Warm kernels (course_grading.warm) keep every notebook apart: one grading worker forks the kernels of four notebooks from
-one zygote, in order: A tampers with everything it can reach, B checks it sees none of it, C attacks
+"""Warm kernels (course_grading.warm) keep every notebook apart: one grading worker forks the kernels
+of four notebooks from one zygote, in order: A tampers with everything it can reach, B checks it sees none of it, C attacks
 the zygote itself, D checks again and is graded as if nothing had happened.
 """
 import copy
@@ -18,7 +18,8 @@ pytestmark = pytest.mark.skipif(bool(sandbox.available()), reason=f"no sandbox h
 FIRST = """import hashlib, numpy as np, random
 print('RNG', hashlib.sha256(np.random.get_state()[1].tobytes()).hexdigest()[:16], random.random())
 """
-LEFT = ["/tmp/leak", "leak", "../mpl/leak", "../ipc/leak", "../leak", "/tmp/atexit_leak", "/tmp/background_leak"]
+LEFT = ["/tmp/leak", "leak", "../mpl/leak", "../ipc/leak", "../leak",
+        "/tmp/atexit_leak", "/tmp/background_leak"]
 TAMPER = FIRST + f"""import atexit, builtins, ctypes, os, subprocess, sys, torch
 ctypes.CDLL(None).shmget(0x5EC, 4096, 0o1666)  # System V shared memory outlives its process
 TAMPERED_GLOBAL = 1
