@@ -1,6 +1,6 @@
 """Warm kernels (course_grading.warm) keep every notebook apart: one grading worker forks the kernels
-of four notebooks from one zygote, in order: A tampers with everything it can reach, B checks it sees none of it, C attacks
-the zygote itself, D checks again and is graded as if nothing had happened.
+of four notebooks from one zygote, in order: A tampers with everything it can reach, B checks it sees
+none of it, C attacks the zygote itself, D checks again and is graded as if nothing had happened.
 """
 import copy
 import re
