@@ -36,13 +36,15 @@ for path in {LEFT[:5]!r}:
         print(path, error)
 atexit.register(lambda: open('/tmp/atexit_leak', 'w').write('x'))
 subprocess.Popen(['sleep', '1000'])
-subprocess.Popen(['sh', '-c', 'while true; do touch /tmp/background_leak; sleep 0.1; done'], start_new_session=True)
+subprocess.Popen(['sh', '-c', 'while true; do touch /tmp/background_leak; sleep 0.1; done'],
+                 start_new_session=True)
 """
 CHECK = FIRST + f"""import builtins, ctypes, os, sys, torch
 leaks = [name for name, leaked in [
     ('global', 'TAMPERED_GLOBAL' in globals()), ('builtins', hasattr(builtins, 'TAMPERED')),
     ('module', hasattr(sys.modules['course_utils'], 'TAMPERED')), ('environ', 'TAMPERED' in os.environ),
-    ('numpy function', np.mean(np.ones(3)) != 1), ('torch function', not isinstance(torch.zeros(2), torch.Tensor)),
+    ('numpy function', np.mean(np.ones(3)) != 1),
+    ('torch function', not isinstance(torch.zeros(2), torch.Tensor)),
     ('numpy seed', (np.random.get_state()[1] == np.random.RandomState(12345).get_state()[1]).all()),
     ('random seed', random.getstate() == random.Random(12345).getstate()),
     ('torch seed', torch.initial_seed() == 12345),
