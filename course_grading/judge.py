@@ -11,6 +11,7 @@ notebook's earlier cells are replayed in a fresh kernel and grading goes on with
 What went wrong is written to `incidents_dir/<student>/<unit>.json` for grades.csv.
 """
 import ast
+import contextlib
 import copy
 import json
 import os
@@ -137,8 +138,9 @@ class JudgedExecute(Execute):
         self.incidents = []
         self.uid = sandbox.sandbox_uid() if self.sandboxed else None
         self.zygote = warm.zygote(self.uid) if self.sandboxed and self.warm else None
-        with tempfile.TemporaryDirectory(prefix="cg-") as folder:
-            folder = self.zygote.fresh_folder() if self.zygote else Path(folder)
+        with contextlib.nullcontext(self.zygote.fresh_folder()) if self.zygote else \
+                tempfile.TemporaryDirectory(prefix="cg-") as folder:
+            folder = Path(folder)
             submission = resources.get("metadata", {}).get("path") or os.getcwd()
             self.work = sandbox.prepare_folder(folder, submission, self.uid)
             self.folder = folder
