@@ -31,8 +31,9 @@ class ZygoteError(RuntimeError):
 
 def zygote(uid):
     """This thread's zygote for sandbox user `uid` (started when it first forks a kernel): a zygote
-    runs one kernel at a time, so a worker that grades in several threads has one per thread."""
-    key = uid, threading.get_ident()
+    runs one kernel at a time, so a worker that grades in several threads has one per thread, and a
+    forked worker never uses its parent's."""
+    key = os.getpid(), uid, threading.get_ident()
     if key not in _ZYGOTES:
         _ZYGOTES[key] = Zygote(uid)
         multiprocessing.util.Finalize(None, _ZYGOTES[key].close, exitpriority=10)  # pool workers skip atexit
