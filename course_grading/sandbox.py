@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 
-LIMITS = {"as": 6 << 30, "nproc": 512, "cpu": 900, "fsize": 256 << 20, "nofile": 512, "core": 0}
+# msgqueue 0: no POSIX message queues, which would outlive a kernel in a warm kernel's sandbox
+LIMITS = {"as": 6 << 30, "nproc": 512, "cpu": 900, "fsize": 256 << 20, "nofile": 512, "core": 0, "msgqueue": 0}
 KEEP_ENV = ("LANG", "LC_ALL", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
             "TZ")
 

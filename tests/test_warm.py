@@ -22,6 +22,7 @@ LEFT = ["/tmp/leak", "leak", "../mpl/leak", "../ipc/leak", "../leak",
         "/tmp/atexit_leak", "/tmp/background_leak"]
 TAMPER = FIRST + f"""import atexit, builtins, ctypes, os, subprocess, sys, torch
 ctypes.CDLL(None).shmget(0x5EC, 4096, 0o1666)  # System V shared memory outlives its process
+ctypes.CDLL(None).mq_open(b'/leak', os.O_CREAT | os.O_RDWR, 0o666, None)  # so does a POSIX message queue
 TAMPERED_GLOBAL = 1
 builtins.TAMPERED = 1
 sys.modules['course_utils'].TAMPERED = 1
@@ -48,7 +49,8 @@ leaks = [name for name, leaked in [
     ('numpy seed', (np.random.get_state()[1] == np.random.RandomState(12345).get_state()[1]).all()),
     ('random seed', random.getstate() == random.Random(12345).getstate()),
     ('torch seed', torch.initial_seed() == 12345),
-    ('shared memory', ctypes.CDLL(None).shmget(0x5EC, 0, 0o666) != -1)] if leaked]
+    ('shared memory', ctypes.CDLL(None).shmget(0x5EC, 0, 0o666) != -1),
+    ('message queue', ctypes.CDLL(None).mq_open(b'/leak', os.O_RDONLY) != -1)] if leaked]
 leaks += [path for path in {LEFT!r} if os.path.exists(path)]
 for pid in filter(str.isdigit, os.listdir('/proc')):
     try:
