@@ -5,6 +5,7 @@ the kernels), then serves the grader on the socket COURSE_ZYGOTE_FD, one JSON li
 fork a fresh ipykernel for a connection file (after killing every other process of the sandbox), poll
 or signal it, or clean up. A forked kernel closes that socket first, so it cannot ask for anything.
 """
+import contextlib
 import ctypes
 import gc
 import json
@@ -16,18 +17,22 @@ import time
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 PR_SET_DUMPABLE, IPC_RMID = 4, 0
+TORCH_THREADS = 0
 
 
 def _imports():
     """What every notebook imports, from the environment only (never from the submission's folder)."""
+    global TORCH_THREADS
     sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]
     os.chdir("/")
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # as ipykernel sets it
     blas = os.environ.get("OPENBLAS_NUM_THREADS")
     os.environ["OPENBLAS_NUM_THREADS"] = "1"  # or numpy starts OpenBLAS's thread pool when imported
-    import torch
-    torch.set_num_threads(1)  # before anything starts a thread pool: forking needs a single thread
-    torch.set_num_interop_threads(1)
+    with contextlib.suppress(ImportError):  # an environment without torch still gets warm kernels
+        import torch
+        TORCH_THREADS = torch.get_num_threads()
+        torch.set_num_threads(1)  # before anything starts a thread pool: forking needs a single thread
+        torch.set_num_interop_threads(1)
     import matplotlib.pyplot  # noqa: F401
     import matplotlib_inline.backend_inline  # noqa: F401
     import numpy  # noqa: F401
@@ -79,6 +84,8 @@ def _kernel(connection_file, workdir):
         os.closerange(3, 1 << 16)  # the zygote's socket above all
         os.setpgid(0, 0)
         LIBC.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+        if TORCH_THREADS:
+            sys.modules["torch"].set_num_threads(TORCH_THREADS)  # what a new process starts with
         os.chdir(workdir)
         from ipykernel import kernelapp
         kernelapp.launch_new_instance(["-f", connection_file])
