@@ -1,13 +1,15 @@
 """`course bench`: the figures behind the budgets of COURSE_SPEC §6, measured on this machine."""
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-from course_grading import samples
+from course_grading import samples, sandbox, warm
 from course_grading.course import ROOT, units as course_units
 from course_grading.runner import course_notebooks, run_notebooks, time_table
 
@@ -44,6 +46,53 @@ def dask_scaling(submissions, scratch, root, only=()):
     print(f"scaling efficiency, 1 -> 2 workers:   {efficiency:7.0%}")
     return {"notebooks_per_second_1_worker": rates[1], "notebooks_per_second_2_workers": rates[2],
             "scaling_efficiency": efficiency}
+def pool_start_seconds():
+    """Seconds a grading worker's zygote takes to start in its sandbox, imports included."""
+    zygote = warm.Zygote(sandbox.sandbox_uid())
+    try:
+        with tempfile.TemporaryDirectory() as empty:
+            return zygote.start(sandbox.prepare_folder(zygote.fresh_folder(), empty, zygote.uid))
+    finally:
+        zygote.close()
+
+
+def _pool_rss():
+    """Bytes of RSS of this process's zygotes and their kernels (all forks of the template)."""
+    parents, pool = {}, []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            parents[pid] = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+            if b"COURSE_ZYGOTE_FD" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pool.append(pid)
+        except OSError:
+            pass
+    total = 0
+    for pid in pool:
+        ancestor = pid
+        while ancestor in parents and ancestor != str(os.getpid()):
+            ancestor = parents[ancestor]
+        if ancestor == str(os.getpid()):
+            with contextlib.suppress(OSError):
+                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return total
+
+
+@contextlib.contextmanager
+def peak_pool_rss():
+    """Samples _pool_rss() five times a second; yields a dict whose "bytes" ends as the peak."""
+    peak, done = {"bytes": 0}, threading.Event()
+
+    def sample():
+        while not done.wait(0.2):
+            peak["bytes"] = max(peak["bytes"], _pool_rss())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        sampler.join()
 
 
 def bench(root=ROOT, students=4, jobs=2, only=()):
@@ -64,9 +113,11 @@ def bench(root=ROOT, students=4, jobs=2, only=()):
         print(f"== autograde: {students} students x {len(units)} notebooks")
         sequential = plain_nbgrader_autograde(scratch / "class", scratch / "plain", root, units)
         start = time.perf_counter()
-        grade_class(scratch / "class", scratch / "parallel", jobs=jobs, root=root)
+        with peak_pool_rss() as peak:
+            grade_class(scratch / "class", scratch / "parallel", jobs=jobs, root=root)
         parallel = time.perf_counter() - start
         scaling = dask_scaling(scratch / "class", scratch, root, only)
+    pool_start = pool_start_seconds()
 
     figures = {
         "course_seconds": sum(r.seconds for r in runs),
@@ -76,11 +127,15 @@ def bench(root=ROOT, students=4, jobs=2, only=()):
         "grade_speedup": sequential / parallel,
         "grading_over_execution": sequential / students / assignment_seconds,
         "student_seconds_all_units": parallel / students,
+        "pool_start_seconds": pool_start,
+        "pool_peak_rss_bytes": peak["bytes"],
     }
     figures.update(scaling)
     print(f"plain sequential nbgrader autograde: {sequential:7.1f} s  ({figures['sequential_autograde_seconds_per_notebook']:.2f} s per notebook)")
     print(f"course grade --jobs {jobs}:             {parallel:7.1f} s  ({figures['grade_jobs_seconds_per_notebook']:.2f} s per notebook, includes feedback)")
     print(f"speed-up of grade --jobs {jobs}:        {figures['grade_speedup']:7.2f} x")
+    print(f"warm kernel pool start-up:            {pool_start:7.1f} s per worker (imports included)")
+    print(f"warm kernel pool peak memory:         {peak['bytes'] / 2**20:7.0f} MiB (RSS, {jobs} templates + kernels)")
     print(f"autograde time / bare execution:      {figures['grading_over_execution']:7.2f} x")
     print(f"one student's {len(units)} notebooks:          {figures['student_seconds_all_units']:7.1f} s of wall time (jobs {jobs})")
     budgets = [("every notebook under 60 s", figures["slowest_notebook_seconds"] < 60),

@@ -11,6 +11,7 @@ notebook's earlier cells are replayed in a fresh kernel and grading goes on with
 What went wrong is written to `incidents_dir/<student>/<unit>.json` for grades.csv.
 """
 import ast
+import contextlib
 import copy
 import json
 import os
@@ -24,7 +25,7 @@ from nbclient.util import ensure_async
 from nbformat import NotebookNode
 from traitlets import Bool, Integer, Unicode
 
-from course_grading import remote, sandbox, samples
+from course_grading import remote, sandbox, samples, warm
 from course_utils import wire
 from nbgrader.preprocessors import Execute
 
@@ -125,6 +126,7 @@ class JudgedExecute(Execute):
     """nbgrader's Execute with a sandboxed kernel, judged hidden checks and kernel recovery."""
 
     sandboxed = Bool(True, help="Run the kernel in a bubblewrap sandbox (False only for trusted code)").tag(config=True)
+    warm = Bool(True, help="Fork sandboxed kernels from this process's zygote (course_grading.warm)").tag(config=True)
     incidents_dir = Unicode("", help="Where to write what went wrong per notebook (JSON)").tag(config=True)
     output_limit = Integer(2_000_000, help="Characters of output kept per cell").tag(config=True)
     # a busy machine can deliver a cell's last outputs late: wait longer, and never fail the notebook for it
@@ -134,9 +136,11 @@ class JudgedExecute(Execute):
     def preprocess(self, nb, resources=None, km=None):
         resources = resources or {}
         self.incidents = []
-        with tempfile.TemporaryDirectory(prefix="cg-") as folder:
+        self.uid = sandbox.sandbox_uid() if self.sandboxed else None
+        self.zygote = warm.zygote(self.uid) if self.sandboxed and self.warm else None
+        with contextlib.nullcontext(self.zygote.fresh_folder()) if self.zygote else \
+                tempfile.TemporaryDirectory(prefix="cg-") as folder:
             folder = Path(folder)
-            self.uid = sandbox.sandbox_uid() if self.sandboxed else None
             submission = resources.get("metadata", {}).get("path") or os.getcwd()
             self.work = sandbox.prepare_folder(folder, submission, self.uid)
             self.folder = folder
@@ -145,6 +149,8 @@ class JudgedExecute(Execute):
                 self._run_all(nb, resources)
             finally:
                 self.judge.close()
+                if self.zygote:
+                    self.zygote.fresh_folder()  # nothing of this notebook keeps running or lying around
         self.incidents += self.judge.incidents
         self._write_incidents(resources)
         return self.nb, self.resources
@@ -157,6 +163,10 @@ class JudgedExecute(Execute):
                                 connection_file=str(self.folder / "kernel.json"))
         self.km.folder, self.km.work, self.km.uid = self.folder, self.work, self.uid
         self.km.judge_path, self.km.sandboxed = self.judge.path, self.sandboxed
+        if self.zygote:
+            self.km.zygote = self.zygote
+            self.km.provisioner = warm.WarmProvisioner(kernel_id=self.km.kernel_id, parent=self.km,
+                                                       kernel_spec=self.km.kernel_spec)
         return self.km
 
     def _run_all(self, nb, resources):

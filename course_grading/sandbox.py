@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 
-LIMITS = {"as": 6 << 30, "nproc": 512, "cpu": 900, "fsize": 256 << 20, "nofile": 512, "core": 0}
+# msgqueue 0: no POSIX message queues, which would outlive a kernel in a warm kernel's sandbox
+LIMITS = {"as": 6 << 30, "nproc": 512, "cpu": 900, "fsize": 256 << 20, "nofile": 512, "core": 0, "msgqueue": 0}
 KEEP_ENV = ("LANG", "LC_ALL", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
             "TZ")
 
@@ -80,8 +81,9 @@ def readonly_paths():
     return sorted(p for p in paths if p.exists() and not str(p).startswith(("/usr/", "/etc/")))
 
 
-def command(folder, workdir, argv, uid=None, env=None):
-    """The command line that runs `argv` sandboxed, with `folder` (holding `workdir`) writable."""
+def command(folder, workdir, argv, uid=None, env=None, tmp=None):
+    """The command line that runs `argv` sandboxed, with `folder` (holding `workdir`) writable, and
+    the folder `tmp` as its /tmp (a fresh tmpfs when None)."""
     folder, workdir = Path(folder), Path(workdir)
     # bubblewrap itself ignores SIGINT (the kernel manager interrupts the whole process group), so an
     # interrupt reaches the kernel instead of ending the sandbox; what the kernel prints itself goes to stderr
@@ -93,7 +95,8 @@ def command(folder, workdir, argv, uid=None, env=None):
             args += ["--symlink", os.readlink(top), str(top)]
         elif top.is_dir():
             args += ["--ro-bind", str(top), str(top)]
-    args += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    args += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev"]
+    args += ["--tmpfs", "/tmp"] if tmp is None else ["--bind", str(tmp), "/tmp"]
     made = {"/", "/usr", "/etc", "/tmp"}
     for path in readonly_paths():
         args += _ro_bind(path, made)

@@ -1,0 +1,114 @@
+"""Warm kernels (course_grading.warm) keep every notebook apart: one grading worker forks the kernels
+of four notebooks from one zygote, in order: A tampers with everything it can reach, B checks it sees
+none of it, C attacks the zygote itself, D checks again and is graded as if nothing had happened.
+"""
+import copy
+import re
+
+import nbformat
+import pytest
+
+from course_grading import samples, sandbox
+from course_grading.course import ROOT
+from course_grading.grading import grade_class
+
+UNIT = "01_perceptron"
+pytestmark = pytest.mark.skipif(bool(sandbox.available()), reason=f"no sandbox here: {sandbox.available()}")
+
+FIRST = """import hashlib, numpy as np, random
+print('RNG', hashlib.sha256(np.random.get_state()[1].tobytes()).hexdigest()[:16], random.random())
+"""
+LEFT = ["/tmp/leak", "leak", "../mpl/leak", "../ipc/leak", "../leak",
+        "/tmp/atexit_leak", "/tmp/background_leak"]
+TAMPER = FIRST + f"""import atexit, builtins, ctypes, os, subprocess, sys, torch
+ctypes.CDLL(None).shmget(0x5EC, 4096, 0o1666)  # System V shared memory outlives its process
+ctypes.CDLL(None).mq_open(b'/leak', os.O_CREAT | os.O_RDWR, 0o666, None)  # so does a POSIX message queue
+TAMPERED_GLOBAL = 1
+builtins.TAMPERED = 1
+sys.modules['course_utils'].TAMPERED = 1
+os.environ['TAMPERED'] = '1'
+np.mean = lambda *a, **k: 42
+torch.zeros = lambda *a, **k: 42
+np.random.seed(12345); random.seed(12345); torch.manual_seed(12345)
+for path in {LEFT[:5]!r}:
+    try:
+        open(path, 'w').write('x')
+    except OSError as error:
+        print(path, error)
+atexit.register(lambda: open('/tmp/atexit_leak', 'w').write('x'))
+subprocess.Popen(['sleep', '1000'])
+subprocess.Popen(['sh', '-c', 'while true; do touch /tmp/background_leak; sleep 0.1; done'],
+                 start_new_session=True)
+"""
+CHECK = FIRST + f"""import builtins, ctypes, os, sys, torch
+leaks = [name for name, leaked in [
+    ('global', 'TAMPERED_GLOBAL' in globals()), ('builtins', hasattr(builtins, 'TAMPERED')),
+    ('module', hasattr(sys.modules['course_utils'], 'TAMPERED')), ('environ', 'TAMPERED' in os.environ),
+    ('numpy function', np.mean(np.ones(3)) != 1),
+    ('torch function', not isinstance(torch.zeros(2), torch.Tensor)),
+    ('numpy seed', (np.random.get_state()[1] == np.random.RandomState(12345).get_state()[1]).all()),
+    ('random seed', random.getstate() == random.Random(12345).getstate()),
+    ('torch seed', torch.initial_seed() == 12345),
+    ('shared memory', ctypes.CDLL(None).shmget(0x5EC, 0, 0o666) != -1),
+    ('message queue', ctypes.CDLL(None).mq_open(b'/leak', os.O_RDONLY) != -1)] if leaked]
+leaks += [path for path in {LEFT!r} if os.path.exists(path)]
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+        program = open(f'/proc/{{pid}}/cmdline', 'rb').read().split(b'\\0')[0]
+    except OSError:
+        continue
+    if program.endswith((b'sleep', b'sh')):
+        leaks.append(f'process {{program.decode()}}')
+print('LEAKS', leaks)
+"""
+ATTACK = """import ctypes, os, signal
+zygote = os.getppid()
+try:
+    open(f'/proc/{zygote}/mem', 'rb').read(1)
+    print('READ MEMORY')
+except OSError as error:
+    print('memory', type(error).__name__)
+libc = ctypes.CDLL(None, use_errno=True)
+print('PTRACE', libc.ptrace(16, zygote, 0, 0))
+os.kill(zygote, signal.SIGSTOP)
+"""
+
+
+def _first(nb, code):
+    nb = copy.deepcopy(nb)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(code))
+    return nb
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    scratch = tmp_path_factory.mktemp("warm")
+    solved = samples.student_notebook(ROOT, UNIT)
+    work = {"a_tamper": _first(solved, TAMPER), "b_check": _first(solved, CHECK),
+            "c_attack": _first(solved, ATTACK), "d_check": _first(solved, CHECK)}
+    samples.write_class(scratch / "subs", {student: {UNIT: nb} for student, nb in work.items()})
+    report = grade_class(scratch / "subs", scratch / "graded", jobs=1, progress=False, only=(UNIT,))
+    outputs = {}
+    for student in work:
+        nb = samples.read(scratch / "graded" / "autograded" / student / UNIT / f"{UNIT}.ipynb")
+        outputs[student] = "".join(str(o.get("text", "")) for o in nb.cells[0].get("outputs", []))
+    return report, outputs
+
+
+def test_the_next_notebook_sees_nothing_of_the_last(graded):
+    report, outputs = graded
+    for student in ("b_check", "d_check"):
+        assert "LEAKS []" in outputs[student], outputs[student]
+        assert report.scores[student, UNIT][0] == report.scores[student, UNIT][1]
+
+
+def test_every_kernel_has_a_fresh_random_state(graded):
+    _, outputs = graded
+    states = [re.search(r"RNG (\S+) (\S+)", outputs[s]).groups() for s in ("a_tamper", "b_check", "d_check")]
+    assert len({numpy for numpy, _ in states}) == 3 and len({python for _, python in states}) == 3
+
+
+def test_an_attack_on_the_zygote_gains_nothing(graded):
+    _, outputs = graded
+    assert "memory PermissionError" in outputs["c_attack"] and "READ MEMORY" not in outputs["c_attack"]
+    assert "PTRACE -1" in outputs["c_attack"]
