@@ -21,17 +21,17 @@ c.ClearOutput.remove_metadata_fields = ["collapsed", "scrolled", "execution"]
 c.Execute.timeout = 90
 c.Execute.interrupt_on_timeout = True
 
-# Autograde runs each kernel in a sandbox, with hidden checks judged outside it (course_grading.judge).
+# Autograde runs each kernel in a sandbox, with hidden checks judged outside it (course_grading.pipeline.judge).
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern,  # noqa: E402
                                     LimitOutput, SaveAutoGrades)
 
-from course_grading.judge import JudgedExecute  # noqa: E402
+from course_grading.pipeline.judge import JudgedExecute  # noqa: E402
 
 # Late work: each unit's due date (UTC) goes into the gradebook when `course grade` sets a unit up; a
 # submission's time comes from the timestamp.txt beside it (`course collect` writes it from the LMS).
-# The penalty is a share of the notebook's score per started day late (course_grading/lms/late.py).
-from course_grading.lms.late import LatePenalty  # noqa: E402
+# The penalty is a share of the notebook's score per started day late (course_grading/pipeline/late.py).
+from course_grading.pipeline.late import LatePenalty  # noqa: E402
 
 c.AssignLatePenalties.plugin_class = LatePenalty
 c.LatePenalty.percent_per_day = 10
@@ -44,6 +44,6 @@ c.Autograde.autograde_preprocessors = [JudgedExecute, IgnorePattern, ClearMetada
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 
 # Feedback compiles its HTML templates once per process instead of once per notebook.
-from course_grading.feedback import CachedHTMLExporter  # noqa: E402
+from course_grading.pipeline.feedback import CachedHTMLExporter  # noqa: E402
 
 c.GenerateFeedback.exporter_class = CachedHTMLExporter

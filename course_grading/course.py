@@ -22,7 +22,7 @@ def nbgrader_api(course_root, db_url=None, quiet=True, judge=None, replay_from=N
     `coursedir` entries override CourseDirectory settings (e.g. release_directory=...); `judge`
     entries override JudgedExecute settings (sandboxed=..., incidents_dir=...). With `replay_from`,
     autograde scores the notebooks Dask workers executed, found there, instead of executing them
-    (course_grading.cluster.ReplayExecute).
+    (course_grading.pipeline.cluster.ReplayExecute).
     """
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
@@ -40,8 +40,8 @@ def nbgrader_api(course_root, db_url=None, quiet=True, judge=None, replay_from=N
     for key, value in (judge or {}).items():
         setattr(config.JudgedExecute, key, value)
     if replay_from is not None:
-        from course_grading.cluster import ReplayExecute
-        from course_grading.judge import JudgedExecute
+        from course_grading.pipeline.cluster import ReplayExecute
+        from course_grading.pipeline.judge import JudgedExecute
 
         config.Autograde.autograde_preprocessors = [ReplayExecute if step is JudgedExecute else step
                                                     for step in config.Autograde.autograde_preprocessors]

@@ -1,3 +1,3 @@
-from course_utils.cli import main
+from course_grading.cli import main
 
 raise SystemExit(main())

@@ -222,7 +222,7 @@ def _judged(path, name, student_objects):
 def _local(name, student_objects):
     """The instructor's own run: the check from course_grading, through the judge's local channel."""
     try:
-        runner = importlib.import_module("course_grading.remote")
+        runner = importlib.import_module("course_grading.pipeline.remote")
     except ImportError:
         return {"passed": False, "message": "the hidden checks run only when the instructor grades"}
     return runner.run_local(name, student_objects)

@@ -51,7 +51,7 @@ def bank_students():
 @pytest.fixture(scope="session")
 def graded_bank(tmp_path_factory):
     """The grade report of the bank class, plus a reader of the autograded cells' outputs."""
-    from course_grading.grading import grade_class
+    from course_grading.pipeline.grading import grade_class
 
     scratch = tmp_path_factory.mktemp("bank")
     students = bank_students()
@@ -81,7 +81,7 @@ def cell_outputs(report, student, unit):
 def cell_scores(report, student, unit):
     from nbgrader.api import Gradebook
 
-    from course_grading.grading import cell_scores as scores
+    from course_grading.pipeline.grading import cell_scores as scores
 
     with Gradebook(f"sqlite:///{Path(report.out) / 'gradebook.db'}") as gradebook:
         return scores(gradebook, student, unit)

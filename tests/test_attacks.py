@@ -14,10 +14,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_grading import samples, sandbox
+from course_grading import samples
+from course_grading.pipeline import sandbox
 from course_grading.banks import variants
 from course_grading.course import ROOT
-from course_grading.grading import grade_class
+from course_grading.pipeline.grading import grade_class
 
 UNIT = "01_perceptron"
 pytestmark = pytest.mark.skipif(bool(sandbox.available()), reason=f"no sandbox here: {sandbox.available()}")
@@ -178,7 +179,7 @@ def test_the_sandbox_held(attacked):
 
 def test_feedback_shows_no_hidden_check_code(attacked):
     report, _, _, _, out = attacked
-    module = ROOT / "course_grading" / "unit01.py"
+    module = ROOT / "course_grading" / "checks" / "unit01.py"
     notebook_text = "\n".join(c.source for c in samples.read(samples.source_notebook(ROOT, UNIT)).cells)
     secret = {line.strip() for line in module.read_text().splitlines()
               if len(line.strip()) >= 30 and line.strip() not in notebook_text}

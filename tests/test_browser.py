@@ -30,7 +30,7 @@ import pytest
 
 from course_grading import samples
 from course_grading.course import ROOT, units
-from course_grading.publish import publish
+from course_grading.tools.publish import publish
 from tests.test_colab import bound_names, expected_error
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

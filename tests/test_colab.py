@@ -22,7 +22,7 @@ import nbformat
 import pytest
 
 from course_grading.course import ROOT
-from course_grading.publish import publish
+from course_grading.tools.publish import publish
 
 COURSE = ("nn_course", "__editable__", "course_utils", "course_grading")
 RELEASES = sorted(p.relative_to(ROOT) for p in ROOT.glob("release/*/*.ipynb"))

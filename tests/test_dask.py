@@ -86,7 +86,7 @@ def cluster():
 
 
 def grade(subs, out, *args, env=None):
-    return subprocess.run([sys.executable, "-m", "course_utils", "grade", str(subs), "--out", str(out),
+    return subprocess.run([sys.executable, "-m", "course_grading", "grade", str(subs), "--out", str(out),
                            "--units", *UNITS, *args], cwd=ROOT, env=env or dict(os.environ),
                           capture_output=True, text=True, timeout=900)
 
@@ -124,7 +124,7 @@ def test_a_scheduler_with_two_workers_grades_as_jobs_2_even_when_a_worker_is_kil
     workers = [cluster.add_worker() for _ in range(2)]
     client = cluster.client()
     pids = client.run(os.getpid)
-    run = subprocess.Popen([sys.executable, "-m", "course_utils", "grade", str(scratch / "subs"), "--out",
+    run = subprocess.Popen([sys.executable, "-m", "course_grading", "grade", str(scratch / "subs"), "--out",
                             str(scratch / "killed"), "--units", *UNITS, "--scheduler", cluster.address],
                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline, victim = time.time() + 300, None
@@ -152,7 +152,7 @@ def test_a_worker_of_another_course_version_is_refused(graded_locally, cluster, 
     for name in ("course_grading", "course_utils", "source"):
         shutil.copytree(ROOT / name, other / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "nbgrader_config.py", other)
-    with open(other / "course_grading" / "unit01.py", "a") as f:
+    with open(other / "course_grading" / "checks" / "unit01.py", "a") as f:
         f.write("\n# a later commit\n")
     cluster.add_worker(env=dict(os.environ, PYTHONPATH=str(other)), cwd=other)
     cluster.client().close()
@@ -165,7 +165,7 @@ def test_a_worker_of_another_course_version_is_refused(graded_locally, cluster, 
 
 def test_a_worker_that_cannot_sandbox_fails_its_tasks_with_the_reason(graded_locally, cluster, tmp_path):
     """Through the Python API with a Client made by the caller (as with Dask Gateway)."""
-    from course_grading.grading import grade_class
+    from course_grading.pipeline.grading import grade_class
 
     scratch, _ = graded_locally
     cluster.add_worker(env=dict(os.environ, PATH=_failing_bwrap(tmp_path)))

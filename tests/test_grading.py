@@ -71,7 +71,7 @@ def _visible_text(path):
 
 @pytest.mark.parametrize("unit", units())
 def test_feedback_shows_no_reference_code(graded_bank, unit):
-    module = ROOT / "course_grading" / f"unit{unit[:2]}.py"
+    module = ROOT / "course_grading" / "checks" / f"unit{unit[:2]}.py"
     notebook_text = "\n".join(c.source for c in samples.read(samples.source_notebook(ROOT, unit)).cells)
     notebook_text += "\n".join(v.source + "".join(new for _, new in v.replace) for v in variants(unit))
     secret = {line.strip() for line in module.read_text().splitlines()

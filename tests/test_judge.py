@@ -4,9 +4,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from course_grading import remote, sandbox, samples
+from course_grading.pipeline import remote, sandbox
+from course_grading import samples
 from course_grading.course import ROOT
-from course_grading.grading import SandboxUnavailable, grade_class
+from course_grading.pipeline.grading import SandboxUnavailable, grade_class
 from course_utils import wire
 from course_utils.checks import CheckFailed
 
@@ -137,8 +138,8 @@ def test_grading_without_a_sandbox_is_refused_unless_asked(tmp_path, monkeypatch
 
 
 def test_every_test_cell_is_judged_outside_the_kernel():
-    from course_grading.judge import hidden_checks_in
-    from course_grading.verify import unjudged_problems
+    from course_grading.pipeline.judge import hidden_checks_in
+    from course_grading.tools.verify import unjudged_problems
 
     assert unjudged_problems() == []
     assert hidden_checks_in('assert f(1) == 2\nfrom course_utils.judge import hidden_check\n'

@@ -16,8 +16,8 @@ from course_grading import samples
 from course_grading.course import ROOT
 from course_grading.lms.collect import MAX_ENTRY, collect
 from course_grading.lms.export import export
-from course_grading.lms.late import LatePenalty
-from course_utils.cli import main
+from course_grading.pipeline.late import LatePenalty
+from course_grading.cli import main
 
 UNIT = "01_perceptron"
 EXPECTED = ROOT / "tests" / "lms_expected"
@@ -60,7 +60,7 @@ def zipped(path):
 @pytest.fixture(scope="module")
 def canvas(tmp_path_factory):
     """A Canvas "Download Submissions" zip of unit 01, collected, graded and exported."""
-    from course_grading.grading import grade_class
+    from course_grading.pipeline.grading import grade_class
 
     tmp = tmp_path_factory.mktemp("canvas")
     download = write_zip(tmp / "submissions.zip", {
@@ -94,7 +94,7 @@ def canvas(tmp_path_factory):
 @pytest.fixture(scope="module")
 def moodle(tmp_path_factory):
     """A Moodle "Download all submissions" zip of unit 01 (folders of both Moodle versions, and flat)."""
-    from course_grading.grading import grade_class
+    from course_grading.pipeline.grading import grade_class
 
     tmp = tmp_path_factory.mktemp("moodle")
     download = write_zip(tmp / "moodle.zip", {
@@ -179,7 +179,7 @@ def test_canvas_export_is_the_gradebook_import_and_the_reupload_zip(canvas):
 
 
 def test_an_excused_student_is_graded_again_without_the_penalty(canvas):
-    from course_grading.grading import grade_class
+    from course_grading.pipeline.grading import grade_class
 
     tmp, _, _ = canvas
     (tmp / "subs" / "charles" / UNIT / "timestamp.txt").write_text("2027-02-05 23:00:00 UTC\n")
@@ -305,8 +305,8 @@ def test_export_trusts_only_an_lms_json_that_collect_could_have_written(tmp_path
 
 
 def test_the_demo_class_goes_in_through_a_moodle_download_too(tmp_path):
-    from course_grading.demo import moodle_download, sample_class
-    from course_grading.lms.late import duedates
+    from course_grading.tools.demo import moodle_download, sample_class
+    from course_grading.pipeline.late import duedates
 
     students = sample_class(ROOT, (UNIT,))
     download, roster = moodle_download(students, tmp_path / "moodle", duedates())

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from course_grading import samples
 from course_grading.banks import variants
-from course_grading.bench import plain_nbgrader_autograde
-from course_grading.build import release_differences
+from course_grading.tools.bench import plain_nbgrader_autograde
+from course_grading.tools.build import release_differences
 from course_grading.course import ROOT, units
-from course_grading.grading import grade_class
-from course_grading.publish import publish
-from course_grading.verify import clean_notebook_problems, leak_problems
+from course_grading.pipeline.grading import grade_class
+from course_grading.tools.publish import publish
+from course_grading.tools.verify import clean_notebook_problems, leak_problems
 from tests.conftest import cell_scores
 
 UNIT = units()[0]
@@ -122,7 +122,7 @@ def test_grading_resumes_after_an_interruption_without_double_counting(tmp_path)
     wrong = next(v for v in variants(UNIT) if v.breaks)
     students["s_wrong"] = {UNIT: samples.student_notebook(ROOT, UNIT, wrong)}
     samples.write_class(tmp_path / "subs", students)
-    command = [sys.executable, "-m", "course_utils", "grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"),
+    command = [sys.executable, "-m", "course_grading", "grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"),
                "--jobs", "2"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                start_new_session=True)
@@ -155,7 +155,7 @@ def test_grading_resumes_after_an_interruption_without_double_counting(tmp_path)
 def test_parallel_grades_equal_plain_sequential_nbgrader(tmp_path):
     from nbgrader.api import Gradebook
 
-    from course_grading.grading import cell_scores as scores_of
+    from course_grading.pipeline.grading import cell_scores as scores_of
 
     bank = variants(UNIT)[:2]  # two wrong answers, with the solution and the stub
     students = {"full": {UNIT: solved()}, "stub": {UNIT: samples.student_notebook(ROOT, UNIT, solved=False)}}
@@ -171,7 +171,7 @@ def test_parallel_grades_equal_plain_sequential_nbgrader(tmp_path):
 
 def test_cli_build_verify_and_publish(tmp_path):
     env = dict(os.environ)
-    run = lambda *args: subprocess.run([sys.executable, "-m", "course_utils", *args], cwd=ROOT, env=env,
+    run = lambda *args: subprocess.run([sys.executable, "-m", "course_grading", *args], cwd=ROOT, env=env,
                                        capture_output=True, text=True, timeout=900)
     built = run("build")
     assert built.returncode == 0, built.stderr
@@ -186,7 +186,7 @@ def test_cli_build_verify_and_publish(tmp_path):
 def test_demo_grades_the_sample_class_as_described(tmp_path):
     """The README's main job: every situation of the sample class lands where it should (on the first
     two units and the last, where the sample class puts its situations; the bank class grades every unit)."""
-    from course_grading.demo import run_demo
+    from course_grading.tools.demo import run_demo
 
     every = units()
     report, problems = run_demo(tmp_path / "demo", progress=False, only=(every[0], every[1], every[-1]))
@@ -219,7 +219,7 @@ def test_feedback_templates_compile_once_and_render_the_same(monkeypatch):
     import jinja2
     from nbconvert.exporters import HTMLExporter
 
-    from course_grading.feedback import CachedHTMLExporter
+    from course_grading.pipeline.feedback import CachedHTMLExporter
 
     compiled = []
     compile_template = jinja2.Environment.compile

@@ -7,7 +7,7 @@ import pytest
 from course_grading import samples
 from course_grading.banks import variants
 from course_grading.course import ROOT, units
-from course_grading.grading import cell_scores, grade_class
+from course_grading.pipeline.grading import cell_scores, grade_class
 from tests.pgserver import postgres_server, unavailable
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))

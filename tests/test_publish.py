@@ -9,9 +9,9 @@ import nbformat
 import pytest
 
 from course_grading.course import ROOT
-from course_grading.publish import ADDRESS_SLOT, MANIFEST, PublishRefused, publish
-from course_grading.verify import leak_problems
-from course_utils.cli import main as course
+from course_grading.tools.publish import ADDRESS_SLOT, MANIFEST, PublishRefused, publish
+from course_grading.tools.verify import leak_problems
+from course_grading.cli import main as course
 
 
 

@@ -1,4 +1,4 @@
-"""Warm kernels (course_grading.warm) keep every notebook apart: one grading worker forks the kernels
+"""Warm kernels (course_grading.pipeline.warm) keep every notebook apart: one grading worker forks the kernels
 of four notebooks from one zygote, in order: A tampers with everything it can reach, B checks it sees
 none of it, C attacks the zygote itself, D checks again and is graded as if nothing had happened.
 """
@@ -8,9 +8,10 @@ import re
 import nbformat
 import pytest
 
-from course_grading import samples, sandbox
+from course_grading import samples
+from course_grading.pipeline import sandbox
 from course_grading.course import ROOT
-from course_grading.grading import grade_class
+from course_grading.pipeline.grading import grade_class
 
 UNIT = "01_perceptron"
 pytestmark = pytest.mark.skipif(bool(sandbox.available()), reason=f"no sandbox here: {sandbox.available()}")

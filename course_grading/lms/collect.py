@@ -27,7 +27,8 @@ from traitlets import Unicode
 
 from course_grading import samples
 from course_grading.course import ROOT, units as course_units
-from course_grading.lms import canvas, late, moodle
+from course_grading.lms import canvas, moodle
+from course_grading.pipeline import late
 from course_grading.lms.common import LmsError, Person, collector_match, read_roster, valid_id
 
 MAX_ENTRY = 64 << 20      # bytes one file may unpack to
@@ -363,17 +364,3 @@ def _write_report(dest, source, rows):
         writer.writeheader()
         writer.writerows(kept + sorted(rows, key=lambda r: (r["placed"], r["student_id"], r["unit"],
                                                             r["file"])))
-
-
-def identities(submissions):
-    """{student: {first_name, last_name, email, lms_user_id}} from the lms.json files collect wrote."""
-    found = {}
-    for path in sorted(Path(submissions).glob("*/*/lms.json")):
-        try:
-            info = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(info, dict) and info.get("student_id") == path.parent.parent.name:
-            found[path.parent.parent.name] = {k: str(info.get(k) or "") or None
-                                              for k in ("first_name", "last_name", "email", "lms_user_id")}
-    return found

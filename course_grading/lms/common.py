@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from course_grading.grading import STUDENT_ID
+from course_grading.pipeline.intake import STUDENT_ID
 
 
 class LmsError(ValueError):

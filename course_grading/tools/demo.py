@@ -144,14 +144,14 @@ def moodle_download(students, dest, duedates):
 def run_demo(out, root=ROOT, jobs=2, progress=True, only=()):
     """build, write the sample class (of the units `only`, default all) as a Canvas download, collect it,
     grade it, export it for Canvas, verify; returns (report, verify problems)."""
-    from course_grading.build import generate_release
-    from course_grading.grading import grade_class, table
+    from course_grading.tools.build import generate_release
+    from course_grading.pipeline.grading import grade_class, table
     from course_grading.lms.collect import REPORT, collect
     from course_grading.lms.export import export
-    from course_grading.lms.late import duedates
-    from course_grading.verify import clean_notebook_problems, grading_problems, leak_problems
-    from course_grading.publish import publish
-    from course_grading.sandbox import available
+    from course_grading.pipeline.late import duedates
+    from course_grading.tools.verify import clean_notebook_problems, grading_problems, leak_problems
+    from course_grading.tools.publish import publish
+    from course_grading.pipeline.sandbox import available
 
     out = Path(out).resolve()
     print(f"1/4 regenerating release/ from source/ ({len(course_units(root))} units)")

@@ -7,8 +7,8 @@ Gaussian cases are re-drawn until no score of the reference run lies within 1e-9
 """
 import numpy as np
 
-from course_grading.harness import CheckFailed, hidden_check, student_call
-from course_grading.remote import global_replaced
+from course_grading.checks.harness import CheckFailed, hidden_check, student_call
+from course_grading.checks.proxy import global_replaced
 from course_utils import data as _data
 from course_utils.checks import as_array
 

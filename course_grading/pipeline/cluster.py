@@ -23,7 +23,8 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from sqlalchemy.exc import SAWarning
 from traitlets import Unicode
 
-from course_grading import samples, sandbox
+from course_grading import samples
+from course_grading.pipeline import sandbox
 from course_grading.course import ROOT, nbgrader_api
 
 

@@ -8,7 +8,7 @@ student's bn_param after every call (the caller's dictionary, updated in place).
 import numpy as np
 import torch
 
-from course_grading.harness import CheckFailed, expect_close, hidden_check, student_call
+from course_grading.checks.harness import CheckFailed, expect_close, hidden_check, student_call
 from course_utils.checks import as_array, expect_tuple
 
 __all__ = ["check_batchnorm_forward", "check_batchnorm_running_stats", "check_batchnorm_eval",

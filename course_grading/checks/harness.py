@@ -1,7 +1,7 @@
 """What every hidden check shares: student-object hygiene, clean failures, float64 references.
 
 Hidden test cells call `course_utils.judge.hidden_check("unitNN.check_x", ...)`; the `check_x`
-functions of `course_grading.unitNN` run in the judge (course_grading.remote) on proxies of the
+functions of `course_grading.checks.unitNN` run in the judge (course_grading.pipeline.remote) on proxies of the
 student's objects and are decorated with `hidden_check`, so any failure becomes one message.
 """
 import functools
@@ -9,7 +9,7 @@ import inspect
 
 import numpy as np
 
-from course_grading.remote import Remote, is_instance, type_name
+from course_grading.checks.proxy import Remote, is_instance, type_name
 from course_utils.checks import (CheckFailed, checking, expect_close, expect_numpy_only,
                                  referenced_packages)
 

@@ -9,9 +9,10 @@ import threading
 import time
 from pathlib import Path
 
-from course_grading import samples, sandbox, warm
+from course_grading import samples
+from course_grading.pipeline import sandbox, warm
 from course_grading.course import ROOT, units as course_units
-from course_grading.runner import course_notebooks, run_notebooks, time_table
+from course_grading.tools.runner import course_notebooks, run_notebooks, time_table
 
 
 def plain_nbgrader_autograde(submissions, course, root, units):
@@ -34,7 +35,7 @@ def plain_nbgrader_autograde(submissions, course, root, units):
 def dask_scaling(submissions, scratch, root, only=()):
     """`course grade` of the same class on a Dask LocalCluster of 1 and of 2 workers: notebooks per second
     (cluster start and scoring included) and the scaling efficiency, rate with 2 / (2 x rate with 1)."""
-    from course_grading.grading import grade_class
+    from course_grading.pipeline.grading import grade_class
 
     rates = {}
     for workers in (1, 2):
@@ -97,7 +98,7 @@ def peak_pool_rss():
 
 def bench(root=ROOT, students=4, jobs=2, only=()):
     """Print the benchmark; return its figures as a dict."""
-    from course_grading.grading import grade_class
+    from course_grading.pipeline.grading import grade_class
 
     units = course_units(root, only)
     print(f"== notebooks, one at a time ({len(units)} units)")

@@ -13,9 +13,9 @@ import warnings
 import numpy as np
 import torch
 
-from course_grading.harness import (CheckFailed, expect_close, hidden_check, numerical_gradient_ref,
+from course_grading.checks.harness import (CheckFailed, expect_close, hidden_check, numerical_gradient_ref,
                                     student_call)
-from course_grading.remote import global_replaced
+from course_grading.checks.proxy import global_replaced
 from course_utils.checks import as_array, expect_scalar, expect_tuple
 
 __all__ = ["check_mse_gradients", "check_gradient_descent", "check_gradient_descent_batches",

@@ -3,15 +3,19 @@
 Problems a student can cause are repaired where grading stays fair, and always reported:
 unreadable JSON (not gradable), a missing notebook, no kernelspec, test cells deleted or stripped
 of their metadata (restored from the release), test cells edited (nbgrader grades the original),
-grade ids duplicated by copy-paste, and code that reaches for the grader's own package.
+grade ids duplicated by copy-paste, and code that reaches for the grader's own package. Also what
+a submission folder says of its student: a valid id, and who the LMS says they are (lms.json).
 """
 import copy
 import json
 import re
+from pathlib import Path
 
 import nbformat
 
 from course_grading import samples
+
+STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}")
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
@@ -105,3 +109,17 @@ def read_submission(path):
     if not isinstance(nb.get("cells"), list):
         return None, f"malformed notebook {path.name}: no cells"
     return nb, None
+
+
+def identities(submissions):
+    """{student: {first_name, last_name, email, lms_user_id}} from the lms.json files collect wrote."""
+    found = {}
+    for path in sorted(Path(submissions).glob("*/*/lms.json")):
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and info.get("student_id") == path.parent.parent.name:
+            found[path.parent.parent.name] = {k: str(info.get(k) or "") or None
+                                              for k in ("first_name", "last_name", "email", "lms_user_id")}
+    return found

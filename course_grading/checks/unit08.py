@@ -11,7 +11,7 @@ and new arrays are both accepted: w is passed as a fresh copy each step and the 
 import numpy as np
 import torch
 
-from course_grading.harness import CheckFailed, expect_close, hidden_check, student_call
+from course_grading.checks.harness import CheckFailed, expect_close, hidden_check, student_call
 from course_utils.checks import as_array, expect_scalar, expect_tuple
 
 __all__ = ["check_sgd", "check_sgd_momentum", "check_sgd_momentum_nesterov", "check_adagrad",

@@ -4,9 +4,9 @@ import tempfile
 from pathlib import Path
 
 from course_grading import samples
-from course_grading.build import release_differences
+from course_grading.tools.build import release_differences
 from course_grading.course import ROOT, units as course_units
-from course_grading.publish import ADDRESS_SLOT, SETUP_MARKERS
+from course_grading.tools.publish import ADDRESS_SLOT, SETUP_MARKERS
 
 LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
@@ -45,9 +45,9 @@ def solution_lines(root=ROOT):
 
 
 def hidden_names(root=ROOT):
-    """Names of the hidden checks (check_* functions of course_grading.unitNN)."""
+    """Names of the hidden checks (check_* functions of course_grading.checks.unitNN)."""
     names = set()
-    for path in (Path(root) / "course_grading").glob("unit*.py"):
+    for path in (Path(root) / "course_grading" / "checks").glob("unit*.py"):
         names |= set(re.findall(r"^def (check_\w+)", path.read_text(), re.M))
     return names
 
@@ -70,7 +70,7 @@ def leak_problems(edition, root=ROOT):
             found.append(f"{ADDRESS_SLOT}, not the edition's address "
                          "(a setup cell publish did not recognise)")
         found += [f"hidden check {h}" for h in hidden if re.search(rf"\b{h}\b", text)]
-        found += [f"import of {m}" for m in re.findall(r"(course_grading\.(?:unit\d+|harness|banks))\b", text)]
+        found += [f"import of {m}" for m in re.findall(r"(course_grading\.(?:checks|banks))\b", text)]
         if path.suffix == ".ipynb" and path.parts[len(edition.parts)] == "release":
             # a unit may show what earlier units asked for, never its own or a later unit's solutions
             unit = path.parts[len(edition.parts) + 1]
@@ -84,8 +84,8 @@ def leak_problems(edition, root=ROOT):
 def unjudged_problems(root=ROOT):
     """Test cells whose verdict would come from the student's kernel alone: each must name hidden
     checks of the judge (`hidden_check("unitNN.check_x", ...)`) that exist."""
-    from course_grading.judge import hidden_checks_in
-    from course_grading.remote import resolve_check
+    from course_grading.pipeline.judge import hidden_checks_in
+    from course_grading.pipeline.remote import resolve_check
 
     problems = []
     for unit in course_units(root):
@@ -120,8 +120,8 @@ def grading_problems(report, solution="solution", release="release"):
 def verify(root=ROOT, jobs=2, progress=True, only=()):
     """All failures as text lines (empty when the course is sound); `only` grades just those units'
     solutions and stubs (the other checks always cover the whole course)."""
-    from course_grading.grading import grade_class
-    from course_grading.publish import publish
+    from course_grading.pipeline.grading import grade_class
+    from course_grading.tools.publish import publish
 
     problems = [f"release/ is out of sync with source/: {name} (run `course build`)"
                 for name in release_differences(root)]

@@ -9,9 +9,9 @@ import contextlib
 import numpy as np
 import torch
 
-from course_grading.harness import (CheckFailed, checking, expect_close, hidden_check, is_instance,
+from course_grading.checks.harness import (CheckFailed, checking, expect_close, hidden_check, is_instance,
                                     numerical_gradient_ref, student_call)
-from course_grading.remote import global_replaced
+from course_grading.checks.proxy import global_replaced
 from course_utils.checks import as_array, expect_scalar, expect_tuple
 
 __all__ = ["check_linear_forward", "check_linear_backward", "check_relu_forward", "check_relu_backward",

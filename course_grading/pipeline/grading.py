@@ -1,7 +1,7 @@
 """`course grade`: autograde a class in parallel through nbgrader, resumably, then feedback and CSVs.
 
 SUBMISSIONS is laid out as nbgrader's submitted/ folder: SUBMISSIONS/<student>/<unit>/<unit>.ipynb.
-Each (student, unit) is one Dask task (course_grading.cluster), on a LocalCluster or an existing
+Each (student, unit) is one Dask task (course_grading.pipeline.cluster), on a LocalCluster or an existing
 scheduler; this process is the only writer of OUT and the gradebook. OUT becomes an nbgrader course
 directory (source/, submitted/, autograded/, feedback/, the gradebook) plus grades.csv,
 cell_grades.csv and ledger.json, which records what has been graded from which submission bytes so
@@ -11,7 +11,6 @@ import csv
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -19,8 +18,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from course_grading import cluster, intake, samples, sandbox
-from course_grading.cluster import GradingRefused
+from course_grading.pipeline import cluster, intake, sandbox
+from course_grading import samples
+from course_grading.pipeline.cluster import GradingRefused
 from course_grading.course import ROOT, nbgrader_api, units as course_units
 
 
@@ -64,7 +64,6 @@ def _write_json_atomically(path, data):
     os.replace(tmp, path)
 
 
-STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}")
 
 
 class SandboxUnavailable(GradingRefused):
@@ -95,7 +94,7 @@ def prepare(out, root, units, db_url):
             result = api.generate_assignment(unit, force=True, create=True)
             if not result["success"]:
                 raise RuntimeError(f"could not set up {unit} in the gradebook:\n{result.get('error', '')}")
-    from course_grading.lms.late import duedates
+    from course_grading.pipeline.late import duedates
 
     gradebook = api.gradebook
     try:  # nbgrader_config.py's due dates, for AssignLatePenalties
@@ -164,7 +163,7 @@ def student_folders(submissions):
             rejected[path.name] = "a symbolic link, not a folder (not graded)"
         elif not path.is_dir():
             continue
-        elif not STUDENT_ID.fullmatch(path.name):
+        elif not intake.STUDENT_ID.fullmatch(path.name):
             rejected[path.name] = ("folder name is not a valid student id (letters, digits and _.@+- only, "
                                    "at most 64; not graded)")
         else:
@@ -177,7 +176,7 @@ def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progr
     """Grade every student folder in `submissions` into `out`; return a ClassReport.
 
     The notebooks are graded by the Dask scheduler at `scheduler`'s workers, else by a LocalCluster of
-    `jobs` workers. Kernels run sandboxed (course_grading.sandbox); where no sandbox can be made here,
+    `jobs` workers. Kernels run sandboxed (course_grading.pipeline.sandbox); where no sandbox can be made here,
     grading is refused unless `unsandboxed` is given, and every row then says it was graded
     unsandboxed (a remote worker that cannot sandbox fails its tasks, with the reason in the problems
     column). `cell_timeout` overrides nbgrader_config.py's per-cell limit (seconds).
@@ -199,9 +198,7 @@ def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progr
                          db_url=db_url)
     prepare(out, root, units, db_url)
     gradable = intake_class(submissions, out, units, report)
-    from course_grading.lms.collect import identities
-
-    register_students({student for student, _ in gradable}, db_url, identities(submissions))
+    register_students({student for student, _ in gradable}, db_url, intake.identities(submissions))
 
     ledger_path = out / "ledger.json"
     ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}

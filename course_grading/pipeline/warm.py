@@ -1,4 +1,4 @@
-"""Warm kernels: per grading process one sandboxed zygote (course_grading/zygote.py) that has imported
+"""Warm kernels: per grading process one sandboxed zygote (course_grading/pipeline/zygote.py) that has imported
 numpy, torch, matplotlib, ipykernel and course_utils, and forks a fresh kernel for each notebook.
 
 The sandbox's writable folder and its /tmp are host folders that this side empties between notebooks,
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from jupyter_client.provisioning import LocalProvisioner
 
-from course_grading import sandbox
+from course_grading.pipeline import sandbox
 
 _ZYGOTES = {}
 

@@ -199,7 +199,7 @@ class LocalChannel(Channel):
         return wire.decode(wire.encode(obj, self.kernel.ref, buffers), buffers, self.object_of)
 
     def vet(self, obj, name, numpy_only):
-        from course_grading.harness import require_own
+        from course_grading.checks.harness import require_own
         require_own(self.kernel.objects[obj._ref], numpy_only)
 
 
@@ -284,11 +284,11 @@ def _loads(node):
 
 
 def resolve_check(name):
-    """course_grading.unitNN.check_x for 'unitNN.check_x' (only names of that form)."""
+    """course_grading.checks.unitNN.check_x for 'unitNN.check_x' (only names of that form)."""
     module, _, check = name.partition(".")
     if not (module.startswith("unit") and module[4:].isdigit() and check.startswith("check_")):
         raise CheckFailed(f"unknown hidden check {name!r}")
-    return getattr(importlib.import_module(f"course_grading.{module}"), check)
+    return getattr(importlib.import_module(f"course_grading.checks.{module}"), check)
 
 
 def run(check_name, channel, objects):

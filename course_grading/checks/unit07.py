@@ -14,7 +14,7 @@ objects are proxies of a sandboxed kernel.
 import numpy as np
 import torch
 
-from course_grading.harness import (CheckFailed, expect_close, hidden_check, numerical_gradient_ref,
+from course_grading.checks.harness import (CheckFailed, expect_close, hidden_check, numerical_gradient_ref,
                                     student_call)
 from course_utils.checks import as_array, expect_scalar, expect_tuple
 

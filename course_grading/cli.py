@@ -1,4 +1,4 @@
-"""`course` / `python -m course_utils`: the instructor's commands, wrapping nbgrader.
+"""`course` / `python -m course_grading`: the instructor's commands, wrapping nbgrader.
 
 Run them from the instructor repository (they need its course_grading package and nbgrader).
 """
@@ -16,7 +16,7 @@ def _instructor():
 
 
 def cmd_build(args):
-    from course_grading.build import generate_release
+    from course_grading.tools.build import generate_release
     from course_grading.course import ROOT
 
     files = generate_release(ROOT / "release", only=args.units)
@@ -24,7 +24,7 @@ def cmd_build(args):
 
 
 def cmd_verify(args):
-    from course_grading.verify import verify
+    from course_grading.tools.verify import verify
 
     problems = verify(jobs=args.jobs, only=args.units)
     for problem in problems:
@@ -35,7 +35,7 @@ def cmd_verify(args):
 
 
 def cmd_run(args):
-    from course_grading.runner import course_notebooks, run_notebooks, time_table
+    from course_grading.tools.runner import course_notebooks, run_notebooks, time_table
 
     runs = run_notebooks(course_notebooks(only=args.units))
     print(time_table(runs))
@@ -43,7 +43,7 @@ def cmd_run(args):
 
 
 def cmd_grade(args):
-    from course_grading.grading import GradingRefused, grade_class, table
+    from course_grading.pipeline.grading import GradingRefused, grade_class, table
 
     try:
         report = grade_class(args.submissions, args.out, jobs=args.jobs, db_url=args.db, only=args.units,
@@ -85,7 +85,7 @@ def cmd_export(args):
 
 
 def cmd_publish(args):
-    from course_grading.publish import (PublishRefused, check_can_commit, commit_edition, course_settings,
+    from course_grading.tools.publish import (PublishRefused, check_can_commit, commit_edition, course_settings,
                                         publish)
 
     try:
@@ -109,7 +109,7 @@ def cmd_publish(args):
 
 
 def cmd_demo(args):
-    from course_grading.demo import run_demo
+    from course_grading.tools.demo import run_demo
 
     _, problems = run_demo(args.out, jobs=args.jobs, only=args.units)
     for problem in problems:
@@ -118,7 +118,7 @@ def cmd_demo(args):
 
 
 def cmd_bench(args):
-    from course_grading.bench import bench
+    from course_grading.tools.bench import bench
 
     bench(students=args.students, jobs=args.jobs, only=args.units)
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_grading.harness import (CheckFailed, Remote, checking, hidden_check, is_instance, rel_error,
+from course_grading.checks.harness import (CheckFailed, Remote, checking, hidden_check, is_instance, rel_error,
                                     student_call, type_name)
 from course_utils import fixtures
 

@@ -4,7 +4,7 @@ step with a sandboxed kernel and a judge beside it.
 For each graded test cell, the judge (a thread of the grading process, outside the sandbox) expects
 the hidden checks that the cell's original source names. While the cell runs, the kernel's
 `hidden_check(...)` connects to the judge's socket; the judge runs the check there, calling the
-student's functions through requests (course_grading.remote). When the cell ends, any expected
+student's functions through requests (course_grading.pipeline.remote). When the cell ends, any expected
 check that did not pass (or never ran) becomes an error output of the cell, whatever the kernel
 printed, so nbgrader scores the cell 0. A kernel that dies or stops answering is replaced: the
 notebook's earlier cells are replayed in a fresh kernel and grading goes on with the next cell.
@@ -25,7 +25,8 @@ from nbclient.util import ensure_async
 from nbformat import NotebookNode
 from traitlets import Bool, Integer, Unicode
 
-from course_grading import remote, sandbox, samples, warm
+from course_grading.pipeline import remote, sandbox, warm
+from course_grading import samples
 from course_utils import wire
 from nbgrader.preprocessors import Execute
 
@@ -126,7 +127,7 @@ class JudgedExecute(Execute):
     """nbgrader's Execute with a sandboxed kernel, judged hidden checks and kernel recovery."""
 
     sandboxed = Bool(True, help="Run the kernel in a bubblewrap sandbox (False only for trusted code)").tag(config=True)
-    warm = Bool(True, help="Fork sandboxed kernels from this process's zygote (course_grading.warm)").tag(config=True)
+    warm = Bool(True, help="Fork sandboxed kernels from this process's zygote (course_grading.pipeline.warm)").tag(config=True)
     incidents_dir = Unicode("", help="Where to write what went wrong per notebook (JSON)").tag(config=True)
     output_limit = Integer(2_000_000, help="Characters of output kept per cell").tag(config=True)
     # a busy machine can deliver a cell's last outputs late: wait longer, and never fail the notebook for it

@@ -17,8 +17,8 @@ import warnings
 
 import numpy as np
 
-from course_grading.harness import CheckFailed, expect_close, hidden_check, student_call
-from course_grading.remote import global_replaced
+from course_grading.checks.harness import CheckFailed, expect_close, hidden_check, student_call
+from course_grading.checks.proxy import global_replaced
 from course_utils.checks import as_array, expect_tuple
 
 __all__ = ["check_random_relu_features", "check_min_norm_overdetermined", "check_min_norm_underdetermined",

@@ -17,7 +17,7 @@ import math
 import numpy as np
 import torch
 
-from course_grading.harness import CheckFailed, hidden_check, student_call
+from course_grading.checks.harness import CheckFailed, hidden_check, student_call
 from course_utils.checks import as_array, expect_scalar
 
 __all__ = ["check_calculate_gain", "check_xavier_uniform", "check_xavier_normal", "check_kaiming_uniform",

@@ -1,4 +1,4 @@
-"""Fast in-process proof of a unit's grading, for authors: `python -m course_grading.quickcheck 01`.
+"""Fast in-process proof of a unit's grading, for authors: `python -m course_grading.tools.quickcheck 01`.
 
 It executes the notebook's cells in this process (no kernel, no nbgrader) for the solution, the
 stub and every bank variant, and reports which test cells fail and why. The real proof runs
