@@ -1,7 +1,4 @@
-"""`course` / `python -m course_grading`: the instructor's commands, wrapping nbgrader.
-
-Run them from the instructor repository (they need its course_grading package and nbgrader).
-"""
+"""`course` / `python -m course_grading`: the instructor's commands, wrapping nbgrader (the instructor extra)."""
 import argparse
 import sys
 from pathlib import Path
@@ -9,10 +6,9 @@ from pathlib import Path
 
 def _instructor():
     try:
-        import course_grading.course  # noqa: F401
         import nbgrader  # noqa: F401
     except ModuleNotFoundError as missing:
-        sys.exit(f"`course` needs the instructor repository and `pip install -e .[instructor]` ({missing}).")
+        sys.exit(f"`course` needs the instructor's tools: `pip install -e .[instructor]` ({missing}).")
 
 
 def cmd_build(args):

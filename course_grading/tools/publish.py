@@ -19,6 +19,7 @@ SKIPPED = ("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info")
 ADDRESS_SLOT = "EDITION_URL"  # committed setup cells install from here; publish writes the edition's address
 SETUP_MARKERS = ("google.colab", f'"nn-course @ git+{ADDRESS_SLOT}"', "from course_utils import setup",
                  "device = setup(")
+GRADER_TABLES = ("[project.scripts]", '[project.entry-points."course_utils.hidden_checks"]')
 GUIDE_LAUNCH, GUIDE_NOTEBOOKS = "<!-- edition: launch -->", "<!-- edition: notebooks -->"
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
@@ -113,6 +114,17 @@ def edition_notebook(path, edition_url):
     return nbformat.writes(nb) + "\n"
 
 
+def edition_pyproject(text):
+    """pyproject.toml without the grader's tables (its console script, its in-process judge)."""
+    kept, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("["):
+            skipping = line.strip() in GRADER_TABLES
+        if not skipping:
+            kept.append(line)
+    return "".join(kept)
+
+
 def _badge(image, alt, url):
     return f"[![{alt}]({image})]({url})"
 
@@ -163,8 +175,12 @@ def edition_contents(root=ROOT, edition_url=None):
             relative = path.relative_to(root)
             if any(fnmatch.fnmatch(part, pattern) for part in relative.parts for pattern in SKIPPED):
                 continue
-            files[relative] = (edition_notebook(path, edition_url).encode() if path.suffix == ".ipynb"
-                               else path.read_bytes())
+            if path.suffix == ".ipynb":
+                files[relative] = edition_notebook(path, edition_url).encode()
+            elif relative == Path("pyproject.toml"):
+                files[relative] = edition_pyproject(path.read_text()).encode()
+            else:
+                files[relative] = path.read_bytes()
     repo, branch = github_repo(edition_url), settings["edition_branch"]
     guide = (root / "docs" / "STUDENT_GUIDE.md").read_text()
     guide = guide.replace(GUIDE_LAUNCH, launch_text(repo, branch))
