@@ -9,12 +9,10 @@ import io
 import os
 import sys
 import time
-from pathlib import Path
 
 from course_grading import samples
 from course_grading.banks import variants
-
-ROOT = Path(__file__).resolve().parents[1]
+from course_grading.course import ROOT
 
 
 def run_cells(nb):
