@@ -16,13 +16,12 @@ def units(root=ROOT, only=()):
     return names
 
 
-def nbgrader_api(course_root, db_url=None, quiet=True, judge=None, replay_from=None, **coursedir):
+def nbgrader_api(course_root, db_url=None, quiet=True, judge=None, configure=None, **coursedir):
     """NbGraderAPI for `course_root`, with the project's nbgrader_config.py and overrides.
 
     `coursedir` entries override CourseDirectory settings (e.g. release_directory=...); `judge`
-    entries override JudgedExecute settings (sandboxed=..., incidents_dir=...). With `replay_from`,
-    autograde scores the notebooks Dask workers executed, found there, instead of executing them
-    (course_grading.pipeline.cluster.ReplayExecute).
+    entries override JudgedExecute settings (sandboxed=..., incidents_dir=...); `configure(config)`
+    changes the loaded configuration last (e.g. course_grading.pipeline.cluster.replaying).
     """
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
@@ -39,13 +38,8 @@ def nbgrader_api(course_root, db_url=None, quiet=True, judge=None, replay_from=N
         setattr(config.CourseDirectory, key, value)
     for key, value in (judge or {}).items():
         setattr(config.JudgedExecute, key, value)
-    if replay_from is not None:
-        from course_grading.pipeline.cluster import ReplayExecute
-        from course_grading.pipeline.judge import JudgedExecute
-
-        config.Autograde.autograde_preprocessors = [ReplayExecute if step is JudgedExecute else step
-                                                    for step in config.Autograde.autograde_preprocessors]
-        config.ReplayExecute.executed_dir = str(replay_from)
+    if configure is not None:
+        configure(config)
     if quiet:
         config.NbGraderAPI.log_level = "ERROR"
         logging.getLogger("traitlets").setLevel(logging.ERROR)

@@ -6,7 +6,6 @@ knows a solution: the expected values always come from the test that calls these
 import contextlib
 import inspect
 import signal
-import sys
 import threading
 import traceback
 import warnings

@@ -25,6 +25,7 @@ from traitlets import Unicode
 
 from course_grading import samples
 from course_grading.pipeline import sandbox
+from course_grading.pipeline.judge import JudgedExecute
 from course_grading.course import ROOT, nbgrader_api
 
 
@@ -186,6 +187,16 @@ class ReplayExecute(NbGraderPreprocessor):
         if [c.source for c in executed.cells] != [c.source for c in nb.cells]:
             raise ValueError("the notebook a worker executed is not this submission")
         return executed, resources
+
+
+def replaying(executed_dir):
+    """A `configure` step for nbgrader_api: autograde scores the notebooks workers executed, found in
+    `executed_dir`, instead of executing them (ReplayExecute in JudgedExecute's place)."""
+    def configure(config):
+        config.Autograde.autograde_preprocessors = [ReplayExecute if step is JudgedExecute else step
+                                                    for step in config.Autograde.autograde_preprocessors]
+        config.ReplayExecute.executed_dir = str(executed_dir)
+    return configure
 
 
 def save(api, out, staging, student, unit, outcome):

@@ -256,7 +256,7 @@ def _grade_on_dask(todo, gradable, ledger, report, scheduler, jobs, progress, ju
             if scheduler:
                 print("\n".join(f"worker {address}: {which}" for address, which in sorted(sandboxes.items())),
                       flush=True)
-        api = nbgrader_api(out, db_url=report.db_url, replay_from=staging)
+        api = nbgrader_api(out, db_url=report.db_url, configure=cluster.replaying(staging))
         futures = {client.submit(cluster.grade_submission, cluster.task(out, student, unit, version, judge),
                                  pure=False): (student, unit) for student, unit in todo}
         try:

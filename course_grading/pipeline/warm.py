@@ -1,5 +1,5 @@
-"""Warm kernels: per grading process one sandboxed zygote (course_grading/pipeline/zygote.py) that has imported
-numpy, torch, matplotlib, ipykernel and course_utils, and forks a fresh kernel for each notebook.
+"""Warm kernels: per grading process one sandboxed zygote (pipeline/zygote.py) that has imported numpy,
+torch, matplotlib, ipykernel and course_utils, and forks a fresh kernel for each notebook.
 
 The sandbox's writable folder and its /tmp are host folders that this side empties between notebooks,
 after the zygote has killed every other process of the sandbox; one kernel runs at a time. A zygote

@@ -1,4 +1,4 @@
-"""The template of warm kernels, run inside a sandbox as `python -c <this file's text>` (course_grading.pipeline.warm).
+"""The template of warm kernels, run inside a sandbox as `python -c <this file's text>` (pipeline/warm.py).
 
 It imports what every notebook imports, marks itself non-dumpable (no ptrace, no /proc/<pid>/mem for
 the kernels), then serves the grader on the socket COURSE_ZYGOTE_FD, one JSON line per request:
