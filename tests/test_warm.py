@@ -4,6 +4,7 @@ none of it, C attacks the zygote itself, D checks again and is graded as if noth
 """
 import copy
 import re
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -113,3 +114,17 @@ def test_an_attack_on_the_zygote_gains_nothing(graded):
     _, outputs = graded
     assert "memory PermissionError" in outputs["c_attack"] and "READ MEMORY" not in outputs["c_attack"]
     assert "PTRACE -1" in outputs["c_attack"]
+
+
+def test_cleaning_tmp_keeps_what_read_only_paths_are_bound_on(tmp_path, monkeypatch):
+    """A course cloned under /tmp is bound on folders of the sandbox's /tmp: emptying /tmp between
+    notebooks must keep those (deleting them detaches the binds in the running sandbox) and nothing else."""
+    from course_grading.pipeline import warm
+
+    monkeypatch.setattr(sandbox, "readonly_paths", lambda: [Path("/tmp/clone/.venv"), Path("/usr/lib")])
+    assert sandbox.mount_points("/tmp") == {Path("/tmp/clone"), Path("/tmp/clone/.venv")}
+    for path in ("clone/.venv", "clone/leak/deep", "leak"):
+        (tmp_path / path).mkdir(parents=True)
+    (tmp_path / "clone" / "file").write_text("left by a kernel")
+    warm._empty(tmp_path, keep={tmp_path / "clone", tmp_path / "clone" / ".venv"})
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["clone", "clone/.venv"]

@@ -81,6 +81,12 @@ def readonly_paths():
     return sorted(p for p in paths if p.exists() and not str(p).startswith(("/usr/", "/etc/")))
 
 
+def mount_points(top):
+    """Folders under `top` that a sandbox binds read-only paths on, or creates as their parents."""
+    top = Path(top)
+    return {p for path in readonly_paths() for p in (path, *path.parents) if top in p.parents}
+
+
 def command(folder, workdir, argv, uid=None, env=None, tmp=None):
     """The command line that runs `argv` sandboxed, with `folder` (holding `workdir`) writable, and
     the folder `tmp` as its /tmp (a fresh tmpfs when None)."""

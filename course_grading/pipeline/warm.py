@@ -57,8 +57,10 @@ class Zygote:
                     self.stop()
             except ZygoteError:
                 pass  # stopped with its sandbox
-        for folder in (self.folder, self.tmp):
-            _empty(folder)
+        _empty(self.folder)
+        # read-only paths under /tmp (a course cloned there) are bound on folders of self.tmp: deleting
+        # those would detach the binds inside the running sandbox
+        _empty(self.tmp, keep={self.tmp / p.relative_to("/tmp") for p in sandbox.mount_points("/tmp")})
         os.chmod(self.tmp, 0o1777)
         return self.folder
 
@@ -142,10 +144,13 @@ class Zygote:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _empty(folder):
+def _empty(folder, keep=frozenset()):
+    """Remove everything in `folder` but the folders `keep` (emptied in turn)."""
     folder.mkdir(exist_ok=True)
     for entry in folder.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
+        if entry in keep and entry.is_dir() and not entry.is_symlink():
+            _empty(entry, keep)
+        elif entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, onerror=_unlock)
         else:
             entry.unlink()
