@@ -15,7 +15,7 @@ from pathlib import Path
 from course_grading import samples
 from course_grading.banks import variants
 from course_grading.tools.bench import plain_nbgrader_autograde
-from course_grading.tools.build import release_differences
+from course_grading.tools.build import generate_release, release_differences
 from course_grading.course import ROOT, units
 from course_grading.pipeline.grading import grade_class
 from course_grading.tools.publish import publish
@@ -167,6 +167,21 @@ def test_parallel_grades_equal_plain_sequential_nbgrader(tmp_path):
         plain = {s: scores_of(gradebook, s, UNIT) for s in students}
     ours = {s: cell_scores(report, s, UNIT) for s in students}
     assert ours == plain
+
+
+def test_build_rewrites_only_what_changed_and_drops_stale_files(tmp_path):
+    """Tests and Formgrader read release/ while it is rebuilt: a file is never missing, only replaced."""
+    release = tmp_path / "release"
+    generate_release(release, only=[UNIT])
+    notebook = release / UNIT / f"{UNIT}.ipynb"
+    inode = notebook.stat().st_ino
+    generate_release(release, only=[UNIT])
+    assert notebook.stat().st_ino == inode  # unchanged, so left alone
+    (release / UNIT / "stale.txt").write_text("from an older build")
+    notebook.write_text("{}")
+    generate_release(release, only=[UNIT])
+    assert not (release / UNIT / "stale.txt").exists()
+    assert json.loads(notebook.read_text())["cells"]
 
 
 def test_cli_build_verify_and_publish(tmp_path):
