@@ -128,3 +128,25 @@ def test_cleaning_tmp_keeps_what_read_only_paths_are_bound_on(tmp_path, monkeypa
     (tmp_path / "clone" / "file").write_text("left by a kernel")
     warm._empty(tmp_path, keep={tmp_path / "clone", tmp_path / "clone" / ".venv"})
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["clone", "clone/.venv"]
+
+
+def test_course_run_forks_warm_kernels_names_errors_and_stays_quiet(tmp_path):
+    """`course run` forks its kernels too: a notebook's error is named, its files stay in its sandbox,
+    and no kernel banner or TCP warning reaches the terminal."""
+    import subprocess
+    import sys
+
+    from course_grading.tools.runner import execute
+
+    broken = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("open('litter', 'w').write('x')"),
+                                             nbformat.v4.new_code_cell("raise ValueError('no answer yet')")])
+    nbformat.write(broken, tmp_path / "broken.ipynb")
+    run = execute(tmp_path / "broken.ipynb")
+    assert run.error == "ValueError: no answer yet" and not (tmp_path / "litter").exists()
+    course = subprocess.run([sys.executable, "-m", "course_grading", "run", UNIT[:2]], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert course.returncode == 0, course.stdout + course.stderr
+    lines = course.stdout.splitlines()
+    assert [line.split()[-1] for line in lines[1:-1]] == ["ok", "ok"], course.stdout
+    for noise in ("entry point", "without encryption", "--existing"):
+        assert noise not in course.stdout + course.stderr, noise

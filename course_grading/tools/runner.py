@@ -1,4 +1,8 @@
-"""`course run`: execute notebooks top to bottom with a kernel and report how long each took."""
+"""`course run`: execute notebooks top to bottom and report how long each took.
+
+Where kernels can be sandboxed, each notebook gets a fresh kernel forked from this process's warm zygote
+(pipeline/warm.py, as in grading) and runs in a copy of its folder; elsewhere a kernel is started cold in
+the notebook's folder. A student's first run also pays the imports: `course bench` prints that start-up."""
 import tempfile
 import time
 from dataclasses import dataclass
@@ -26,27 +30,50 @@ def course_notebooks(root=ROOT, only=(), kinds=("lecture", "assignment")):
     return found
 
 
-def execute(path, timeout=600):
-    """Run one notebook in a fresh kernel in its own folder; a Run with the error's last line, if any."""
+def execute(path, timeout=600, warm=True):
+    """Run one notebook in a fresh kernel; a Run with its first error's last line, if any."""
     import nbformat
+
+    from course_grading.pipeline import sandbox
+
+    nb = nbformat.read(str(path), as_version=4)
+    start = time.perf_counter()
+    try:
+        if warm and not sandbox.available():
+            error = _execute_warm(nb, Path(path).parent, timeout)
+        else:
+            error = _execute_cold(nb, Path(path).parent, timeout)
+    except Exception as exc:  # kernel died, bad notebook
+        error = f"{type(exc).__name__}: {exc}"
+    return Run(Path(path), time.perf_counter() - start, error)
+
+
+def _execute_warm(nb, folder, timeout):
+    from course_grading.pipeline.judge import JudgedExecute
+
+    executor = JudgedExecute(timeout=timeout)
+    executor.preprocess(nb, {"metadata": {"path": str(folder)}})
+    errors = (o for cell in nb.cells for o in cell.get("outputs", []) if o.get("output_type") == "error")
+    first = next(errors, None)
+    if first is not None:
+        return f"{first.ename}: {first.evalue}".strip().splitlines()[-1]
+    return "; ".join(executor.incidents)
+
+
+def _execute_cold(nb, folder, timeout):
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
     from traitlets.config import Config
 
-    nb = nbformat.read(str(path), as_version=4)
-    start = time.perf_counter()
-    error = ""
     try:
         with tempfile.TemporaryDirectory(prefix="cg-run-") as sockets:  # unix sockets: no TCP to the kernel
             config = Config({"KernelManager": {"transport": "ipc", "ip": f"{sockets}/k"}})
             NotebookClient(nb, timeout=timeout, kernel_name="python3", config=config,
-                           resources={"metadata": {"path": str(Path(path).parent)}}).execute()
+                           resources={"metadata": {"path": str(folder)}}).execute()
     except CellExecutionError as exc:
         lines = [line for line in str(exc).splitlines() if line.strip()]
-        error = lines[-1] if lines else "cell failed"
-    except Exception as exc:  # kernel died, timeout, bad notebook
-        error = f"{type(exc).__name__}: {exc}"
-    return Run(Path(path), time.perf_counter() - start, error)
+        return lines[-1] if lines else "cell failed"
+    return ""
 
 
 def run_notebooks(paths, progress=True):
