@@ -1,8 +1,9 @@
 """`course run`: execute notebooks top to bottom and report how long each took.
 
 Where kernels can be sandboxed, each notebook gets a fresh kernel forked from this process's warm zygote
-(pipeline/warm.py, as in grading) and runs in a copy of its folder; elsewhere a kernel is started cold in
-the notebook's folder. A student's first run also pays the imports: `course bench` prints that start-up."""
+(pipeline/warm.py, as in grading) and runs in a copy of its folder; elsewhere, and where an NVIDIA GPU is
+present (the sandbox shows it no device), a kernel is started cold in the notebook's folder. A student's
+first run also pays the imports: `course bench` prints that start-up."""
 import tempfile
 import time
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ def execute(path, timeout=600, warm=True):
     nb = nbformat.read(str(path), as_version=4)
     start = time.perf_counter()
     try:
-        if warm and not sandbox.available():
+        if warm and not sandbox.available() and not any(Path("/dev").glob("nvidia[0-9]*")):
             error = _execute_warm(nb, Path(path).parent, timeout)
         else:
             error = _execute_cold(nb, Path(path).parent, timeout)
