@@ -426,7 +426,8 @@ def test_collect_survives_what_a_term_brings_and_keeps_its_report(tmp_path, caps
              "lovelaceada_1001_2_notes.txt": b"hi",
              "=HYPERLINK(1)_1001_3.ipynb": b"x",
              "babbagecharles_1002_4_\x1b[2J.ipynb": b"{",
-             "hoppergrace_1003_5_big.ipynb": huge.encode()}
+             "hoppergrace_1003_5_big.ipynb": huge.encode(),
+             "lovelaceada_1001_6_dense.ipynb": bytes(512 << 10)}  # under 1 MB, packed over 100 times
     files.update({f"turingalan_1004_{100 + i}_01_perceptron_{i}.ipynb": b'{"cells": [' for i in range(1500)})
     download = write_zip(tmp_path / "d.zip", files)
     with warnings.catch_warnings(record=True) as caught:
@@ -445,6 +446,7 @@ def test_collect_survives_what_a_term_brings_and_keeps_its_report(tmp_path, caps
     assert "and 1497 more" in rows["turingalan_1004_100_01_perceptron_0.ipynb"]["reason"]
     assert "\x1b" not in printed and "\x1b" not in report
     assert rows["hoppergrace_1003_5_big.ipynb"]["reason"].startswith("not a notebook of one unit")
+    assert rows["lovelaceada_1001_6_dense.ipynb"]["reason"].startswith("zip bomb")
 
 
 def test_bad_options_get_a_message_not_a_traceback(tmp_path):
@@ -472,8 +474,11 @@ def test_exchange_folder_latest_wins_and_wrong_unit_is_named(tmp_path):
         (inbound / folder).mkdir(parents=True)
         (inbound / folder / (folder.split("+")[1] + ".ipynb")).write_bytes(data)
     (inbound / "ada+01_perceptron+2027-02-04 10:00:00 UTC+d4").symlink_to(tmp_path)  # links are not followed
+    (inbound / " ada+01_perceptron+2027-02-05 10:00:00 UTC+e5").mkdir()  # not student "ada", nor " ada"
+    (inbound / " ada+01_perceptron+2027-02-05 10:00:00 UTC+e5" / f"{UNIT}.ipynb").write_bytes(notebook())
     rows = {r["file"].split("+")[3].split("/")[0]: r for r in collect(inbound, "folder", tmp_path / "subs")}
-    assert rows["d4"]["reason"] == "a symbolic link (not read)" and len(rows) == 4
+    assert rows["d4"]["reason"] == "a symbolic link (not read)" and len(rows) == 5
+    assert rows["e5"]["reason"].startswith("folder name is not a valid student id")
     assert rows["b2"]["placed"] == "yes" and rows["b2"]["student_id"] == "ada"
     assert rows["a1"]["reason"].startswith("an older version")
     assert rows["c3"]["reason"] == \
