@@ -372,6 +372,8 @@ def test_canvas_export_scales_to_points_possible_and_writes_only_units_handed_in
         (out / "canvas_grades.csv").read_text()
     code, _, err = course("export", out, "--to", "canvas", "--roster", roster, "--units", "02", "03")
     assert code == 2 and "not graded" in err
+    code, _, err = course("export", out, "--to", "canvas", "--roster", roster, "--db", "nosuch://x")
+    assert code == 2 and "cannot read the gradebook" in err
 
 
 def test_canvas_export_makes_no_assignment_unless_asked(canvas, tmp_path):

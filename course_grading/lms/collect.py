@@ -63,7 +63,6 @@ class ExchangeCollector(FileNameCollectorPlugin):
 class Entry:
     name: str
     data: bytes = b""
-    modified: datetime = None  # a zip's: naive, in the time zone of the server that wrote it
     problem: str = ""
 
 
@@ -111,7 +110,7 @@ def read_zip(path):
             raise LmsError(f"{path} holds {len(infos)} files, more than {MAX_ENTRIES}: not one class's work")
         total, entries = 0, []
         for info in infos:
-            entry = Entry(info.filename, modified=datetime(*info.date_time), problem=_unsafe(info))
+            entry = Entry(info.filename, problem=_unsafe(info))  # its date is the zip's, never used
             if not entry.problem and total + info.file_size > MAX_TOTAL:
                 entry.problem = f"zip bomb: the download unpacks to more than {_mb(MAX_TOTAL)} (not unpacked)"
             if not entry.problem:
@@ -139,8 +138,7 @@ def read_folder(path):
         elif file.stat().st_size > MAX_ENTRY:
             entries.append(Entry(name, problem=f"larger than {_mb(MAX_ENTRY)} (not read)"))
         elif file.name != "timestamp.txt":  # nbgrader's own: the time is in the folder's name too
-            modified = datetime.fromtimestamp(file.stat().st_mtime, tz.UTC)
-            entries.append(Entry(name, file.read_bytes(), modified))
+            entries.append(Entry(name, file.read_bytes()))
     return entries
 
 

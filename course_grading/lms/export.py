@@ -41,15 +41,18 @@ def _grades(out):
 
 def _maxima(db_url, units):
     from nbgrader.api import Gradebook, MissingEntry
+    from sqlalchemy.exc import SQLAlchemyError
 
-    with Gradebook(db_url) as gradebook:
-        maxima = {}
-        for unit in units:
-            try:
+    maxima = {}
+    try:
+        with Gradebook(db_url) as gradebook:
+            for unit in units:
                 maxima[unit] = gradebook.find_assignment(unit).max_score
-            except MissingEntry:
-                raise LmsError(f"{unit} is in grades.csv but not in the gradebook {db_url}") from None
-        return maxima
+    except MissingEntry:
+        raise LmsError(f"{unit} is in grades.csv but not in the gradebook {db_url}") from None
+    except SQLAlchemyError as error:
+        raise LmsError(f"cannot read the gradebook {db_url}: {str(error).splitlines()[0]}") from None
+    return maxima
 
 
 def _lms_info(path):
