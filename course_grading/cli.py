@@ -63,6 +63,10 @@ def cmd_collect(args):
     for row in rows:
         if row["placed"] != "yes":
             print(f"not placed  {ascii(row['file'][:300])[1:-1]}: {shown(row['reason'])}")
+    untimed = [row for row in rows if row["placed"] == "yes" and "late penalty not applied" in row["reason"]]
+    if untimed:
+        print(f"note: {len(untimed)} notebook(s) placed without a submission time, so with no late penalty "
+              f"({shown(untimed[0]['reason'])})")
     placed = sum(row["placed"] == "yes" for row in rows)
     print(f"placed {placed} notebook(s) of {len(rows)} file(s) into {Path(args.to).resolve()}; "
           f"every file and why: {Path(args.to).resolve() / REPORT}")

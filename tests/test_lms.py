@@ -286,8 +286,11 @@ def test_moodle_without_the_worksheet_gives_no_time_and_says_so(tmp_path):
     download = write_zip(tmp_path / "m.zip", {
         "OBrien Seán_700_assignsubmission_file/01_perceptron.ipynb": (notebook(), DOWNLOADED),
         "Lovelace Ada_701_assignsubmission_file/01_perceptron.ipynb": (notebook(), DOWNLOADED)})
-    rows = {r["student_id"]: r for r in collect(download, "moodle", tmp_path / "subs",
-                                                roster=EXPECTED / "moodle_roster.csv")}
+    code, printed, _ = course("collect", download, "--from", "moodle", "--roster",
+                              EXPECTED / "moodle_roster.csv", "--to", tmp_path / "subs")
+    assert code == 0 and "note: 2 notebook(s) placed without a submission time" in printed
+    rows = report_rows(tmp_path / "subs")
+    rows = {r["student_id"]: r for r in rows.values()}
     assert {s: r["placed"] for s, r in rows.items()} == {"sean@example.edu": "yes", "S01": "yes"}
     assert "late penalty not applied" in rows["S01"]["reason"] and "--worksheet" in rows["S01"]["reason"]
     assert not list((tmp_path / "subs").rglob("timestamp.txt"))

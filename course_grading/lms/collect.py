@@ -191,9 +191,7 @@ def _named_unit(name, units):
 
 
 def _canvas(entry, people):
-    if "/" in entry.name.replace("\\", "/"):
-        return None, "in a folder: Canvas's zip holds files only"
-    info, why = canvas.parse(entry.name, people)
+    info, why = canvas.parse(PurePosixPath(entry.name.replace("\\", "/")).name, people)
     if not info:
         return None, why
     person = next(p for p in people if p.lms_user_id == info["student_id"])
