@@ -355,18 +355,25 @@ CANVAS_HEAD = "Student,ID,SIS User ID,SIS Login ID,Section,"
 
 def test_canvas_export_scales_to_points_possible_and_writes_only_units_handed_in(canvas, tmp_path):
     """The roster's Points Possible (100) is what Canvas keeps; 02 is in grades.csv but nobody handed it
-    in: no column, where Canvas would have taken blanks or 0 for everyone."""
+    in: no column, where Canvas would have taken blanks or 0 for everyone. Marie handed in a malformed
+    notebook (0 points, a problem in grades.csv, nothing in OUT/submitted): she gets her 0."""
     out = copy_of_graded(canvas, tmp_path, grades_extra="02_gradient_descent")
+    with open(out / "grades.csv", "a", newline="") as f:
+        csv.writer(f).writerow(["marie", "0", "0", "0", "0", "0", "10",
+                                "01_perceptron: malformed notebook (not valid JSON); 02_gradient_descent: "
+                                "not submitted"])
     roster = roster_with(tmp_path, CANVAS_HEAD + "Quiz 01 Perceptron (7002),01 Perceptron (7001),"
                          "02 Gradient Descent (7003)\n    Points Possible,,,,,5.00,100.00,10.00\n"
                          '"Lovelace, Ada",1001,S01,ada,Section A,,,\n'
                          '"Turing, Alan",1004,S04,alan,Section A,,,\n'
-                         '"Knuth, Donald",1005,S05,donald,Section A,4,80,\n')
+                         '"Knuth, Donald",1005,S05,donald,Section A,4,80,\n'
+                         '"Curie, Marie",1006,S06,marie,Section A,,,\n')
     code, printed, err = course("export", out, "--to", "canvas", "--roster", roster)
     assert code == 0, err
     assert (out / "canvas_grades.csv").read_text() == (
         CANVAS_HEAD + "01 Perceptron (7001)\n    Points Possible,,,,,100\n"
-        '"Lovelace, Ada",1001,S01,ada,Section A,100\n"Turing, Alan",1004,S04,alan,Section A,100\n')
+        '"Lovelace, Ada",1001,S01,ada,Section A,100\n"Turing, Alan",1004,S04,alan,Section A,100\n'
+        '"Curie, Marie",1006,S06,marie,Section A,0\n')
     assert "note: 01_perceptron: scaled to the roster's Points Possible, 100 (graded out of 10)" in printed
     assert "note: 02_gradient_descent: nobody's submission is in" in printed
     assert "1 rostered student(s) with nothing graded get no row" in printed and "(donald;" in printed

@@ -106,8 +106,17 @@ def _points_possible(header, roster):
     return {}
 
 
-def _exported_units(out, graded, only, root):
-    """The units to write: `only` (--units), else those with a submission in OUT; with notes on the rest."""
+def _handed_in(out, grades, student, unit):
+    """Whether grade had the student's notebook of the unit: in OUT/submitted, or named in grades.csv's
+    problems otherwise than "not submitted" (a malformed notebook scores 0 and is not in OUT/submitted)."""
+    if (out / "submitted" / str(student) / unit).is_dir():
+        return True
+    problems = (grades.get(student) or {}).get("problems") or ""
+    return f"{unit}: " in problems and f"{unit}: not submitted" not in problems
+
+
+def _exported_units(out, graded, only, root, grades):
+    """The units to write: `only` (--units), else those handed in by someone; with notes on the rest."""
     if only:
         chosen = course_units(root, only)
         unknown = [u for u in chosen if u not in graded]
@@ -115,8 +124,7 @@ def _exported_units(out, graded, only, root):
             raise LmsError(f"--units {' '.join(map(str, only))}: not graded in {out} "
                            f"(graded: {', '.join(graded) or 'none'})")
         return chosen, []
-    submitted = out / "submitted"
-    handed_in = {p.name for p in submitted.glob("*/*") if p.is_dir()} if submitted.is_dir() else set()
+    handed_in = {u for u in graded if any(_handed_in(out, grades, s, u) for s in grades)}
     chosen = [u for u in graded if u in handed_in]
     return chosen, [f"{u}: nobody's submission is in {out} (not exported; --units {u[:2]} to write it)"
                     for u in graded if u not in handed_in]
@@ -133,7 +141,7 @@ def export(out, lms, roster, db_url=None, root=ROOT, units=(), new_columns=False
     fixed = [c for c in header if c in module.FIXED or (lms == "canvas" and c in ("LastName", "FirstName"))]
     columns_of_grades, grades = _grades(out)
     graded = [u for u in course_units(root) if u in columns_of_grades]
-    units, notes = _exported_units(out, graded, units, root)
+    units, notes = _exported_units(out, graded, units, root, grades)
     if not units:
         raise LmsError(f"nothing to export: no unit of {out}/grades.csv was handed in")
     found = unit_columns(header, units)
@@ -167,7 +175,7 @@ def export(out, lms, roster, db_url=None, root=ROOT, units=(), new_columns=False
               if s not in rostered and (out / "submitted" / str(s)).is_dir()]
     rows, nothing, files = [], [], {}
     for person in people:
-        handed_in = [u for u in units if (out / "submitted" / person.student_id / u).is_dir()]
+        handed_in = [u for u in units if _handed_in(out, grades, person.student_id, u)]
         scores = grades.get(person.student_id, {})
         if not handed_in and not missing_as_zero:
             nothing.append(person.student_id)
