@@ -408,13 +408,15 @@ def test_canvas_ids_are_the_ones_next_to_the_rostered_name(tmp_path):
     download = write_zip(tmp_path / "d.zip", {
         "student_12_1007_50020_01_perceptron.ipynb": notebook(),
         "somebodyelse_12_50021_01_perceptron.ipynb": notebook(),
-        "twelvetom_LATE_12_50022_my_2_1_perceptron.ipynb": notebook()})
+        "twelvetom_LATE_12_50022_my_2_1_perceptron.ipynb": notebook(),
+        "anon_x7Kq2_50023_01_perceptron.ipynb": notebook()})
     rows = {r["file"]: r for r in collect(download, "canvas", tmp_path / "subs", roster=roster)}
     assert (rows["student_12_1007_50020_01_perceptron.ipynb"]["student_id"],
             rows["student_12_1007_50020_01_perceptron.ipynb"]["placed"]) == ("s12", "yes")
     assert rows["somebodyelse_12_50021_01_perceptron.ipynb"]["reason"].startswith(
         "the name before Canvas user id")
     assert rows["twelvetom_LATE_12_50022_my_2_1_perceptron.ipynb"]["placed"] == "yes"
+    assert rows["anon_x7Kq2_50023_01_perceptron.ipynb"]["reason"].startswith("anonymous grading")
     info = {"name": "student_12", "lms_user_id": "1007", "attachment_id": "50020"}
     # Canvas's re-upload reads the first two all-digit parts as user id and attachment id
     assert [p for p in f"{canvas_lms.names(info)}_{UNIT}_feedback.html".split("_") if p.isdigit()][:2] == \

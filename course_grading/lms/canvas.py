@@ -60,6 +60,8 @@ def person(row):
 def parse(name, people):
     """(collector info, '') for a Canvas file name whose ids are those of a rostered student of that name,
     else (None, why)."""
+    if re.match(r"(LATE_)?anon_", name):  # get_filename: "anon_<anonymous id>" where the name would be
+        return None, "anonymous grading: Canvas's file name names no student (download with it off)"
     by_id = {p.lms_user_id: p for p in people}
     found = []
     for match in re.finditer(r"(?=_(LATE_)?(\d+)_(\d+)_(.+))", name):
