@@ -302,6 +302,11 @@ def test_moodle_without_the_worksheet_gives_no_time_and_says_so(tmp_path):
     assert rows["S01"]["reason"] == ""
     assert rows["sean@example.edu"]["reason"] == \
         "participant 700 is not in the grading worksheet: late penalty not applied"
+    text = write_zip(tmp_path / "text.zip", {  # the online text plugin's file, in its own folder
+        "Ada Lovelace_701_assignsubmission_onlinetext/onlinetext.html": (b"<p>see my notebook</p>",
+                                                                         DOWNLOADED)})
+    (row,) = collect(text, "moodle", tmp_path / "text", roster=EXPECTED / "moodle_roster.csv")
+    assert (row["student_id"], row["reason"]) == ("S01", "not a notebook (.html): only .ipynb is graded")
 
 
 def test_moodle_export_gives_every_grade_to_its_own_student(moodle):

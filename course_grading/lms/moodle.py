@@ -2,7 +2,8 @@
 export (the roster) and import CSV, and the zip that "Upload multiple feedback files in a zip" accepts.
 
 Moodle names each downloaded file `Full Name_participantid_assignsubmission_file_name` (flat) or puts it
-in a folder `Full Name_participantid_assignsubmission_file/` (mod/assign/classes/downloader.php): the
+in a folder `Full Name_participantid_assignsubmission_file/` (mod/assign/classes/downloader.php; other
+submission plugins in their own, `..._assignsubmission_onlinetext/onlinetext.html`): the
 full name in the site's name order with `_` turned into spaces and passed through clean_filename
 (lib/moodlelib.php, PARAM_FILE: control characters and & < > " ` | ' : \\ / removed); the participant id
 is the assignment's own id for the student. The zip's entries are dated when the zip was made (its zip
@@ -28,8 +29,8 @@ WORKSHEET = ("Identifier", "Last modified (submission)")
 class MoodleCollector(FileNameCollectorPlugin):
     """nbgrader collector plugin for Moodle file names (also usable as `nbgrader zip_collect --collector`)."""
 
-    named_regexp = Unicode(r"(?P<full_name>[^_/]+)_(?P<participant_id>\d+)_assignsubmission_file"
-                           r"(?:_/|/|_)(?P<file_id>[^/]+)").tag(config=True)
+    named_regexp = Unicode(r"(?P<full_name>[^_/]+)_(?P<participant_id>\d+)_assignsubmission_[a-z]+?"
+                           r"(?:_/|/|_)(?P<file_id>[^/]+)").tag(config=True)  # file, onlinetext, ...
 
     def collect(self, submitted_file):
         info = collector_match(self.named_regexp, submitted_file)
