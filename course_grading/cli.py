@@ -52,32 +52,37 @@ def cmd_grade(args):
 
 def cmd_collect(args):
     from course_grading.lms.collect import REPORT, collect
-    from course_grading.lms.common import LmsError
+    from course_grading.lms.common import LmsError, shown
 
     try:
         rows = collect(args.source, getattr(args, "from"), args.to, roster=args.roster, unit=args.unit,
-                       timezone=args.timezone)
-    except LmsError as error:
-        print(f"course collect: {error}", file=sys.stderr)
+                       timezone=args.timezone, worksheets=args.worksheet)
+    except (LmsError, OSError) as error:
+        print(f"course collect: {shown(error, 1000)}", file=sys.stderr)
         return 2
     for row in rows:
         if row["placed"] != "yes":
-            print(f"not placed  {ascii(row['file'])[1:-1]}: {row['reason']}")
+            print(f"not placed  {ascii(row['file'][:300])[1:-1]}: {shown(row['reason'])}")
+    untimed = [row for row in rows if row["placed"] == "yes" and "late penalty not applied" in row["reason"]]
+    if untimed:
+        print(f"note: {len(untimed)} notebook(s) placed without a submission time, so with no late penalty "
+              f"({shown(untimed[0]['reason'])})")
     placed = sum(row["placed"] == "yes" for row in rows)
     print(f"placed {placed} notebook(s) of {len(rows)} file(s) into {Path(args.to).resolve()}; "
           f"every file and why: {Path(args.to).resolve() / REPORT}")
 
 
 def cmd_export(args):
-    from course_grading.lms.common import LmsError
+    from course_grading.lms.common import LmsError, shown
     from course_grading.lms.export import export
 
     try:
-        paths, notes = export(args.out, args.to, args.roster, db_url=args.db)
-    except LmsError as error:
-        print(f"course export: {error}", file=sys.stderr)
+        paths, notes = export(args.out, args.to, args.roster, db_url=args.db, units=args.units,
+                              new_columns=args.new_columns, missing_as_zero=args.missing_as_zero)
+    except (LmsError, OSError) as error:
+        print(f"course export: {shown(error, 1000)}", file=sys.stderr)
         return 2
-    print("\n".join([*(f"note: {n}" for n in notes), *map(str, paths)]))
+    print("\n".join([*(f"note: {shown(n)}" for n in notes), *map(str, paths)]))
 
 
 def cmd_publish(args):
@@ -156,13 +161,23 @@ def parser():
     collect.add_argument("--roster", type=Path, help="the LMS's gradebook export (CSV): who the students are")
     collect.add_argument("--to", type=Path, required=True, help="the SUBMISSIONS folder to write")
     collect.add_argument("--unit", help="the unit the download is for: notebooks of another are not placed")
-    collect.add_argument("--timezone", default="UTC", help="time zone of a Moodle zip's times (default UTC)")
+    collect.add_argument("--worksheet", type=Path, action="append", default=[],
+                         help="Moodle: the assignment's grading worksheet (CSV), where the submission times "
+                         "are; without it Moodle work gets no time and no late penalty (repeatable)")
+    collect.add_argument("--timezone", default="UTC",
+                         help="time zone of the worksheet's times: your Moodle profile's (default UTC)")
     export = command("export", cmd_export, "OUT's grades and feedback as the LMS imports them: "
                      "OUT/<lms>_grades.csv and OUT/<lms>_feedback.zip")
     export.add_argument("out", type=Path, help="the folder `course grade` wrote")
     export.add_argument("--to", required=True, choices=("canvas", "moodle"))
     export.add_argument("--roster", type=Path, required=True, help="the LMS's gradebook export (CSV)")
     export.add_argument("--db", help="gradebook URL (default: sqlite in OUT, or $NBGRADER_DB_URL)")
+    export.add_argument("--units", nargs="*", default=(),
+                        help="export these units (default: the units with a submission in OUT)")
+    export.add_argument("--new-columns", action="store_true",
+                        help="write units without a column in the roster too (new assignments in the LMS)")
+    export.add_argument("--missing-as-zero", action="store_true",
+                        help="write 0 for rostered students with nothing graded (default: no row)")
     publish = command("publish", cmd_publish, "write or update the student edition in DIR (nothing else in "
                       "DIR is touched; files the previous edition wrote and this one lacks are removed)")
     publish.add_argument("dir", type=Path)

@@ -1,10 +1,21 @@
-"""The instructor's round trip through Canvas and Moodle: downloads named the way those systems name
-files go through `course collect`, real nbgrader grading of unit 01 and `course export`; the exported
-CSVs are compared byte for byte with files written by hand from the LMS documentation
-(tests/lms_expected/), the feedback zips by their file names and contents."""
+"""The instructor's round trip through Canvas and Moodle: downloads built the way those systems' own
+source writes them go through `course collect`, real nbgrader grading of unit 01 and `course export`;
+the exported CSVs are compared byte for byte with files written by hand (tests/lms_expected/), read the
+way each LMS's importer reads them, and the feedback zips checked by their file names and contents.
+
+The LMS sources these follow: Canvas lib/content_zipper.rb (download names), lib/gradebook_importer.rb
+(import), app/models/assignment.rb (re-upload: the first two all-digit `_` parts are the ids); Moodle
+mod/assign/classes/downloader.php (download names, clean_filename), lib/classes/local/archive_writer/
+zip_writer.php (entries dated when the zip is made), mod/assign/gradingtable.php (the grading
+worksheet's "Last modified (submission)", userdate in the downloading user's zone),
+grade/import/csv/classes/load_data.php (import)."""
 import csv
 import io
+import json
+import os
+import shutil
 import stat
+import warnings
 import zipfile
 from contextlib import redirect_stderr, redirect_stdout
 from datetime import datetime
@@ -14,6 +25,7 @@ import pytest
 
 from course_grading import samples
 from course_grading.course import ROOT
+from course_grading.lms import canvas as canvas_lms
 from course_grading.lms.collect import MAX_ENTRY, collect
 from course_grading.lms.export import export
 from course_grading.pipeline.late import LatePenalty
@@ -21,6 +33,54 @@ from course_grading.cli import main
 
 UNIT = "01_perceptron"
 EXPECTED = ROOT / "tests" / "lms_expected"
+DOWNLOADED = (2027, 2, 8, 9, 30, 0)  # Moodle dates every entry of its zip when it makes it: 3 days late
+
+
+class ImportAborted(Exception):
+    pass
+
+
+def moodle_import(text, identifier, users):
+    """What Moodle's CSV grade import stores (grade/import/csv/classes/load_data.php,
+    prepare_import_grade_data and map_user_data_with_value): {user: {column: grade, None = "no grade"}}.
+    Values are trimmed; a blank identifier is skipped, so the row's grades go to the previous row's user;
+    no user yet aborts the import, as does an identifier no user has; '' and '-' are "no grade"."""
+    lines = list(csv.reader(io.StringIO(text)))
+    header, stored, student = lines[0], {}, None
+    for line in lines[1:]:
+        if len(line) <= 1:
+            continue
+        grades = {}
+        for column, value in zip(header, line):
+            value = value.strip()
+            if column == identifier:
+                if value:
+                    if value not in users:
+                        raise ImportAborted(f"usermappingerror: {value}")
+                    student = users[value]
+            elif column.startswith("Assignment:"):
+                grades[column] = None if value in ("", "-") else float(value)
+        if student is None:
+            raise ImportAborted("usermappingerrorusernotfound")
+        stored.setdefault(student, {}).update(grades)
+    return stored
+
+
+def canvas_import(text, assignments, scores):
+    """What Canvas's gradebook import changes (lib/gradebook_importer.rb: the Points Possible row is not a
+    student, students by ID, a column that names no assignment becomes a new assignment, a cell that
+    differs from the stored score, blank included, is a change): (new scores, new assignments)."""
+    reader = csv.DictReader(io.StringIO(text))
+    fixed = {"Student", "ID", "SIS User ID", "SIS Login ID", "Section", "LastName", "FirstName"}
+    new = [c for c in reader.fieldnames if c not in fixed and c not in assignments]
+    scores = dict(scores)
+    for row in reader:
+        if row[reader.fieldnames[0]].strip() == "Points Possible":
+            continue
+        for column in reader.fieldnames:
+            if column not in fixed:
+                scores[row["ID"], column] = float(row[column]) if row[column].strip() else None
+    return scores, new
 
 
 def notebook(solved=True, unit=UNIT):
@@ -93,20 +153,25 @@ def canvas(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def moodle(tmp_path_factory):
-    """A Moodle "Download all submissions" zip of unit 01 (folders of both Moodle versions, and flat)."""
+    """A Moodle "Download all submissions" zip of unit 01 as downloader.php writes it: folders of Moodle 4.1
+    and later (`..._file/`), of earlier versions (`..._file_/`) and flat names, full names through
+    clean_filename (O'Brien arrives as OBrien), every entry dated when the zip was made, three days after
+    the due date; and the grading worksheet with the real submission times, in Europe/Paris."""
     from course_grading.pipeline.grading import grade_class
 
     tmp = tmp_path_factory.mktemp("moodle")
-    download = write_zip(tmp / "moodle.zip", {
-        "Ada Lovelace_501_assignsubmission_file_/01_perceptron.ipynb": (notebook(), (2027, 2, 5, 20, 0, 0)),
-        "Charles Babbage_502_assignsubmission_file/01_perceptron.ipynb": (notebook(), (2027, 2, 7, 10, 0, 0)),
+    download = write_zip(tmp / "moodle.zip", {name: (data, DOWNLOADED) for name, data in {
+        "Ada Lovelace_501_assignsubmission_file/01_perceptron.ipynb": notebook(),
+        "Charles Babbage_502_assignsubmission_file_/01_perceptron.ipynb": notebook(),
         "Grace Hopper_503_assignsubmission_file_01_perceptron (1).ipynb": notebook(),
-        "Alan Turing_504_assignsubmission_file_/answers.pdf": b"%PDF-1.4\n",
-        "Nobody Here_599_assignsubmission_file_/01_perceptron.ipynb": notebook(),
-        "Ada Lovelace_501_assignsubmission_file_/../../../../tmp/x.ipynb": notebook(),
-    })
+        "Alan Turing_504_assignsubmission_file/answers.pdf": b"%PDF-1.4\n",
+        "Seán OBrien_505_assignsubmission_file/01_perceptron.ipynb": notebook(),
+        "Nobody Here_599_assignsubmission_file/01_perceptron.ipynb": notebook(),
+        "Ada Lovelace_501_assignsubmission_file/../../../../tmp/x.ipynb": notebook(),
+    }.items()})
     roster = EXPECTED / "moodle_roster.csv"
-    rows = collect(download, "moodle", tmp / "subs", roster=roster)
+    rows = collect(download, "moodle", tmp / "subs", roster=roster, timezone="Europe/Paris",
+                   worksheets=[EXPECTED / "moodle_worksheet.csv"])
     report = grade_class(tmp / "subs", tmp / "out", jobs=2, progress=False, only=(UNIT,))
     export(tmp / "out", "moodle", roster)
     return tmp, report, rows
@@ -121,7 +186,8 @@ def test_canvas_collect_places_each_notebook_and_names_every_other_file(canvas):
                       ("grace", "hoppergrace_1003_50010_01_perceptron-1.ipynb"),
                       ("alan", "turingalan_1004_50004_Copy of 01_perceptron (1).ipynb")}
     why = {name: r["reason"] for name, r in rows.items() if r["placed"] == "no"}
-    assert why["hoppergrace_1003_50003_01_perceptron.ipynb"].startswith("an older version")
+    assert why["hoppergrace_1003_50003_01_perceptron.ipynb"].startswith(  # both are in her last submission
+        "handed in together with hoppergrace_1003_50010_01_perceptron-1.ipynb")
     assert why["hoppergrace_1003_50009_work.zip"].startswith("a zip inside the zip")
     assert why["turingalan_1004_50005_notes.pdf"].startswith("not a notebook (.pdf)")
     assert why["knuthdonald_1005_50006_01_perceptron.py"].startswith("not a notebook (.py)")
@@ -164,7 +230,14 @@ def test_canvas_identity_goes_into_the_gradebook(canvas):
 
 def test_canvas_export_is_the_gradebook_import_and_the_reupload_zip(canvas):
     tmp, _, _ = canvas
-    assert (tmp / "out" / "canvas_grades.csv").read_bytes() == (EXPECTED / "canvas_grades.csv").read_bytes()
+    text = (tmp / "out" / "canvas_grades.csv").read_text()
+    assert text == (EXPECTED / "canvas_grades.csv").read_text()
+    # Donald (a .py) and Marie (two notebooks) have nothing graded: no row, so Canvas keeps their scores
+    column = "01 Perceptron (7001)"
+    before = {("1005", column): 7.0, ("1006", column): 6.0, ("1001", column): 3.0}
+    after, new = canvas_import(text, [column], before)
+    assert new == [] and after[("1005", column)] == 7.0 and after[("1006", column)] == 6.0
+    assert after[("1001", column)] == 10.0 and None not in after.values()
     files = zipped(tmp / "out" / "canvas_feedback.zip")
     assert sorted(files) == (EXPECTED / "canvas_feedback.txt").read_text().split("\n")[:-1]
     submitted = {("1001", "50001"): "ada", ("1002", "50002"): "charles", ("1003", "50010"): "grace",
@@ -188,31 +261,228 @@ def test_an_excused_student_is_graded_again_without_the_penalty(canvas):
     assert again.scores["charles", UNIT] == (10, 10) and again.penalties["charles", UNIT] == 0
 
 
-def test_moodle_round_trip(moodle):
+def test_moodle_times_come_from_the_worksheet_not_from_the_zip(moodle):
     tmp, report, rows = moodle
     why = {r["file"]: r["reason"] for r in rows if r["placed"] == "no"}
     placed = sorted(r["student_id"] for r in rows if r["placed"] == "yes")
-    assert placed == ["S01", "S03", "charles@example.edu"]
-    assert why["Alan Turing_504_assignsubmission_file_/answers.pdf"].startswith("not a notebook (.pdf)")
-    assert why["Nobody Here_599_assignsubmission_file_/01_perceptron.ipynb"].startswith("unknown student")
-    assert why["Ada Lovelace_501_assignsubmission_file_/../../../../tmp/x.ipynb"].startswith("path escapes")
-    late = tmp / "subs" / "charles@example.edu" / UNIT / "timestamp.txt"
-    assert late.read_text() == "2027-02-07 10:00:00 UTC\n"  # the zip's time: 1 day 10 h late, two days off
+    assert placed == ["S01", "S03", "charles@example.edu", "sean@example.edu"]
+    assert why["Alan Turing_504_assignsubmission_file/answers.pdf"].startswith("not a notebook (.pdf)")
+    assert why["Nobody Here_599_assignsubmission_file/01_perceptron.ipynb"].startswith("unknown student")
+    assert why["Ada Lovelace_501_assignsubmission_file/../../../../tmp/x.ipynb"].startswith("path escapes")
+    times = {s: (tmp / "subs" / s / UNIT / "timestamp.txt").read_text() for s in placed}
+    assert times == {"S01": "2027-02-05 20:00:00 UTC\n", "S03": "2027-02-05 22:30:00 UTC\n",
+                     "charles@example.edu": "2027-02-07 10:00:00 UTC\n",  # 11:00 in Paris
+                     "sean@example.edu": "2027-02-05 09:00:00 UTC\n"}
     with open(report.grades_csv, newline="") as f:
         grades = {r["student_id"]: r for r in csv.DictReader(f)}
     assert [grades["charles@example.edu"][k] for k in ("raw_total", "late_penalty", "total")] == ["10", "2",
                                                                                                   "8"]
-    assert grades["S01"]["late_penalty"] == "0"  # handed in four hours before the due date
+    assert [grades[s]["late_penalty"] for s in ("S01", "S03", "sean@example.edu")] == ["0", "0", "0"]
 
-    assert (tmp / "out" / "moodle_grades.csv").read_bytes() == (EXPECTED / "moodle_grades.csv").read_bytes()
+
+def test_moodle_without_the_worksheet_gives_no_time_and_says_so(tmp_path):
+    """Without the worksheet the zip's dates (the download's) are never taken: no time, no penalty, a
+    note. Names as downloader.php writes them: either name order, clean_filename's characters gone."""
+    download = write_zip(tmp_path / "m.zip", {
+        "OBrien Seán_700_assignsubmission_file/01_perceptron.ipynb": (notebook(), DOWNLOADED),
+        "Lovelace Ada_701_assignsubmission_file/01_perceptron.ipynb": (notebook(), DOWNLOADED)})
+    code, printed, _ = course("collect", download, "--from", "moodle", "--roster",
+                              EXPECTED / "moodle_roster.csv", "--to", tmp_path / "subs")
+    assert code == 0 and "note: 2 notebook(s) placed without a submission time" in printed
+    rows = report_rows(tmp_path / "subs")
+    rows = {r["student_id"]: r for r in rows.values()}
+    assert {s: r["placed"] for s, r in rows.items()} == {"sean@example.edu": "yes", "S01": "yes"}
+    assert "late penalty not applied" in rows["S01"]["reason"] and "--worksheet" in rows["S01"]["reason"]
+    assert not list((tmp_path / "subs").rglob("timestamp.txt"))
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text((EXPECTED / "moodle_worksheet.csv").read_text().replace("Participant 501",
+                                                                             "Participant 701"))
+    rows = {r["student_id"]: r for r in collect(download, "moodle", tmp_path / "again", worksheets=[sheet],
+                                                roster=EXPECTED / "moodle_roster.csv")}
+    assert rows["S01"]["reason"] == ""
+    assert rows["sean@example.edu"]["reason"] == \
+        "participant 700 is not in the grading worksheet: late penalty not applied"
+    text = write_zip(tmp_path / "text.zip", {  # the online text plugin's file, in its own folder
+        "Ada Lovelace_701_assignsubmission_onlinetext/onlinetext.html": (b"<p>see my notebook</p>",
+                                                                         DOWNLOADED)})
+    (row,) = collect(text, "moodle", tmp_path / "text", roster=EXPECTED / "moodle_roster.csv")
+    assert (row["student_id"], row["reason"]) == ("S01", "not a notebook (.html): only .ipynb is graded")
+
+
+def test_moodle_export_gives_every_grade_to_its_own_student(moodle):
+    tmp, _, _ = moodle
+    text = (tmp / "out" / "moodle_grades.csv").read_text()
+    assert text == (EXPECTED / "moodle_grades.csv").read_text()
+    users = {"ada@example.edu": "S01", "charles@example.edu": "charles", "grace@example.edu": "S03",
+             "alan@example.edu": "S04", "sean@example.edu": "sean"}
+    column = "Assignment: 01 Perceptron (Real)"
+    assert moodle_import(text, "Email address", users) == {
+        "S01": {column: 10}, "charles": {column: 8}, "S03": {column: 10}, "sean": {column: 10}}
+    # the export as it was (identifier mapped to ID number, empty for Charles): Moodle gave Ada his 8
+    old = "First name,Last name,ID number,Email address,Assignment: 01 Perceptron (Real)\n" \
+          "Ada,Lovelace,S01,ada@example.edu,10\nCharles,Babbage,,charles@example.edu,8\n"
+    assert moodle_import(old, "ID number", {"S01": "S01"}) == {"S01": {column: 8}}
+
     files = zipped(tmp / "out" / "moodle_feedback.zip")
     assert sorted(files) == (EXPECTED / "moodle_feedback.txt").read_text().split("\n")[:-1]
     for name, data in files.items():
         # Moodle's importer: explode('_', name, 5) = full name, participant id, plugin type, plugin, file name
         full_name, participant, subtype, plugin, filename = name.split("_", 4)
         assert participant.isdigit() and (subtype, plugin) == ("assignfeedback", "file") and "/" not in name
-        student = {"501": "S01", "502": "charles@example.edu", "503": "S03"}[participant]
+        student = {"501": "S01", "502": "charles@example.edu", "503": "S03",
+                   "505": "sean@example.edu"}[participant]
         assert data == (tmp / "out" / "feedback" / student / UNIT / f"{UNIT}.html").read_bytes()
+
+
+def copy_of_graded(canvas, tmp_path, grades_extra=None):
+    """A copy of the Canvas fixture's OUT folder (grades.csv with an extra unit column if asked)."""
+    out = tmp_path / "out"
+    shutil.copytree(canvas[0] / "out", out)
+    if grades_extra:
+        with open(out / "grades.csv", newline="") as f:
+            rows = list(csv.reader(f))
+        rows[0].insert(2, grades_extra)
+        for row in rows[1:]:
+            row.insert(2, "0")
+        with open(out / "grades.csv", "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+    return out
+
+
+def roster_with(tmp_path, text):
+    path = tmp_path / "roster.csv"
+    path.write_text(text)
+    return path
+
+
+CANVAS_HEAD = "Student,ID,SIS User ID,SIS Login ID,Section,"
+
+
+def test_canvas_export_scales_to_points_possible_and_writes_only_units_handed_in(canvas, tmp_path):
+    """The roster's Points Possible (100) is what Canvas keeps; 02 is in grades.csv but nobody handed it
+    in: no column, where Canvas would have taken blanks or 0 for everyone. Marie handed in a malformed
+    notebook (0 points, a problem in grades.csv, nothing in OUT/submitted): she gets her 0."""
+    out = copy_of_graded(canvas, tmp_path, grades_extra="02_gradient_descent")
+    with open(out / "grades.csv", "a", newline="") as f:
+        csv.writer(f).writerow(["marie", "0", "0", "0", "0", "0", "10",
+                                "01_perceptron: malformed notebook (not valid JSON); 02_gradient_descent: "
+                                "not submitted"])
+    roster = roster_with(tmp_path, CANVAS_HEAD + "Quiz 01 Perceptron (7002),01 Perceptron (7001),"
+                         "02 Gradient Descent (7003)\n    Points Possible,,,,,5.00,100.00,10.00\n"
+                         '"Lovelace, Ada",1001,S01,ada,Section A,,,\n'
+                         '"Turing, Alan",1004,S04,alan,Section A,,,\n'
+                         '"Knuth, Donald",1005,S05,donald,Section A,4,80,\n'
+                         '"Curie, Marie",1006,S06,marie,Section A,,,\n')
+    code, printed, err = course("export", out, "--to", "canvas", "--roster", roster)
+    assert code == 0, err
+    assert (out / "canvas_grades.csv").read_text() == (
+        CANVAS_HEAD + "01 Perceptron (7001)\n    Points Possible,,,,,100\n"
+        '"Lovelace, Ada",1001,S01,ada,Section A,100\n"Turing, Alan",1004,S04,alan,Section A,100\n'
+        '"Curie, Marie",1006,S06,marie,Section A,0\n')
+    assert "note: 01_perceptron: scaled to the roster's Points Possible, 100 (graded out of 10)" in printed
+    assert "note: 02_gradient_descent: nobody's submission is in" in printed
+    assert "1 rostered student(s) with nothing graded get no row" in printed and "(donald;" in printed
+    code, printed, err = course("export", out, "--to", "canvas", "--roster", roster, "--missing-as-zero")
+    assert code == 0 and '"Knuth, Donald",1005,S05,donald,Section A,0\n' in \
+        (out / "canvas_grades.csv").read_text()
+    code, _, err = course("export", out, "--to", "canvas", "--roster", roster, "--units", "02", "03")
+    assert code == 2 and "not graded" in err
+    code, _, err = course("export", out, "--to", "canvas", "--roster", roster, "--db", "nosuch://x")
+    assert code == 2 and "cannot read the gradebook" in err
+
+
+def test_canvas_export_makes_no_assignment_unless_asked(canvas, tmp_path):
+    out = copy_of_graded(canvas, tmp_path)
+    roster = roster_with(tmp_path, "LastName,FirstName,ID,SIS Login ID,Section,Homework 1 (7009)\n"
+                         "    Points Possible,,,,,10\nLovelace,Ada,1001,ada,Section A,\n")
+    code, _, err = course("export", out, "--to", "canvas", "--roster", roster)
+    assert code == 2 and "no unit handed in has a column" in err
+    code, printed, err = course("export", out, "--to", "canvas", "--roster", roster, "--new-columns")
+    assert code == 0, err
+    assert "imports as a new assignment" in printed
+    text = (out / "canvas_grades.csv").read_text()
+    assert text == ("LastName,FirstName,ID,SIS Login ID,Section,01_perceptron\n    Points Possible,,,,,10\n"
+                    "Lovelace,Ada,1001,ada,Section A,10\n")
+
+
+def test_canvas_ids_are_the_ones_next_to_the_rostered_name(tmp_path):
+    """content_zipper.rb keeps a sortable name's trailing `_<digits>` (only `_<digits>_` is collapsed):
+    `student_12_1007_...` is user 1007, not user 12; a name that is not the roster's for the id is refused."""
+    roster = roster_with(tmp_path, CANVAS_HEAD + "01 Perceptron (7001)\n    Points Possible,,,,,10\n"
+                         "student_12,1007,S07,s12,Section A,\n\"Twelve, Tom\",12,S12,tom,Section A,\n")
+    download = write_zip(tmp_path / "d.zip", {
+        "student_12_1007_50020_01_perceptron.ipynb": notebook(),
+        "somebodyelse_12_50021_01_perceptron.ipynb": notebook(),
+        "twelvetom_LATE_12_50022_my_2_1_perceptron.ipynb": notebook(),
+        "anon_x7Kq2_50023_01_perceptron.ipynb": notebook()})
+    rows = {r["file"]: r for r in collect(download, "canvas", tmp_path / "subs", roster=roster)}
+    assert (rows["student_12_1007_50020_01_perceptron.ipynb"]["student_id"],
+            rows["student_12_1007_50020_01_perceptron.ipynb"]["placed"]) == ("s12", "yes")
+    assert rows["somebodyelse_12_50021_01_perceptron.ipynb"]["reason"].startswith(
+        "the name before Canvas user id")
+    assert rows["twelvetom_LATE_12_50022_my_2_1_perceptron.ipynb"]["placed"] == "yes"
+    assert rows["anon_x7Kq2_50023_01_perceptron.ipynb"]["reason"].startswith("anonymous grading")
+    info = {"name": "student_12", "lms_user_id": "1007", "attachment_id": "50020"}
+    # Canvas's re-upload reads the first two all-digit parts as user id and attachment id
+    assert [p for p in f"{canvas_lms.names(info)}_{UNIT}_feedback.html".split("_") if p.isdigit()][:2] == \
+        ["1007", "50020"]
+
+
+def test_collect_survives_what_a_term_brings_and_keeps_its_report(tmp_path, capsys):
+    """A corrupt notebook named for no unit beside another file (was a TypeError), a report re-saved by a
+    spreadsheet in cp1252 with a column added, 1,500 notebooks from one student (the report stays small),
+    names with terminal escapes and spreadsheet formulas, a notebook of 50,000 cells of one id."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "collect_report.csv").write_bytes(
+        "source,file,student_id,unit,placed,reason,my notes\n"
+        "old.zip,caf\xe9.ipynb,ada,01_perceptron,yes,,ok\n"
+        .encode("cp1252"))
+    cells = [{"cell_type": "code", "id": "same", "metadata": {}, "source": os.urandom(8).hex(), "outputs": [],
+              "execution_count": None} for _ in range(50000)]  # random sources: not packed like a zip bomb
+    huge = json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    files = {"lovelaceada_1001_1_homework.ipynb": b'{"cells": [',
+             "lovelaceada_1001_2_notes.txt": b"hi",
+             "=HYPERLINK(1)_1001_3.ipynb": b"x",
+             "babbagecharles_1002_4_\x1b[2J.ipynb": b"{",
+             "hoppergrace_1003_5_big.ipynb": huge.encode(),
+             "lovelaceada_1001_6_dense.ipynb": bytes(512 << 10)}  # under 1 MB, packed over 100 times
+    files.update({f"turingalan_1004_{100 + i}_01_perceptron_{i}.ipynb": b'{"cells": [' for i in range(1500)})
+    download = write_zip(tmp_path / "d.zip", files)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, printed, err = course("collect", download, "--from", "canvas", "--roster",
+                                    EXPECTED / "canvas_roster.csv", "--to", subs)
+    assert code == 0, err
+    assert len(caught) < 10
+    report = (subs / "collect_report.csv").read_text()
+    assert len(report) < 1_000_000 and len(printed) < 1_000_000
+    assert "old.zip,café.ipynb,ada,01_perceptron,yes," in report
+    rows = report_rows(subs)
+    assert "names no unit" in rows["lovelaceada_1001_1_homework.ipynb"]["reason"]
+    assert "'=HYPERLINK(1)_1001_3.ipynb" in rows
+    assert "1500 notebooks for 01_perceptron" in rows["turingalan_1004_100_01_perceptron_0.ipynb"]["reason"]
+    assert "and 1497 more" in rows["turingalan_1004_100_01_perceptron_0.ipynb"]["reason"]
+    assert "\x1b" not in printed and "\x1b" not in report
+    assert rows["hoppergrace_1003_5_big.ipynb"]["reason"].startswith("not a notebook of one unit")
+    assert rows["lovelaceada_1001_6_dense.ipynb"]["reason"].startswith("zip bomb")
+
+
+def test_bad_options_get_a_message_not_a_traceback(tmp_path):
+    roster = EXPECTED / "canvas_roster.csv"
+    download = write_zip(tmp_path / "d.zip", {"lovelaceada_1001_1_01_perceptron.ipynb": notebook()})
+    (tmp_path / "file").write_text("")
+    for args, message in [(["--timezone", "../../etc/passwd"], "not a time zone name"),
+                          (["--timezone", "Mars/Olympus"], "unknown time zone"),
+                          (["--to", tmp_path / "file"], "a file, not a folder"),
+                          (["--worksheet", roster], "only with --from moodle")]:
+        options = {"--to": tmp_path / "subs", **dict(zip(args[::2], args[1::2]))}
+        code, _, err = course("collect", download, "--from", "canvas", "--roster", roster,
+                              *[x for kv in options.items() for x in kv])
+        assert code == 2 and message in err, (args, err)
+    code, _, err = course("collect", download, "--from", "moodle", "--roster", EXPECTED / "moodle_roster.csv",
+                          "--to", tmp_path / "subs", "--worksheet", roster)
+    assert code == 2 and "not a Moodle grading worksheet" in err
 
 
 def test_exchange_folder_latest_wins_and_wrong_unit_is_named(tmp_path):
@@ -223,8 +493,11 @@ def test_exchange_folder_latest_wins_and_wrong_unit_is_named(tmp_path):
         (inbound / folder).mkdir(parents=True)
         (inbound / folder / (folder.split("+")[1] + ".ipynb")).write_bytes(data)
     (inbound / "ada+01_perceptron+2027-02-04 10:00:00 UTC+d4").symlink_to(tmp_path)  # links are not followed
+    (inbound / " ada+01_perceptron+2027-02-05 10:00:00 UTC+e5").mkdir()  # not student "ada", nor " ada"
+    (inbound / " ada+01_perceptron+2027-02-05 10:00:00 UTC+e5" / f"{UNIT}.ipynb").write_bytes(notebook())
     rows = {r["file"].split("+")[3].split("/")[0]: r for r in collect(inbound, "folder", tmp_path / "subs")}
-    assert rows["d4"]["reason"] == "a symbolic link (not read)" and len(rows) == 4
+    assert rows["d4"]["reason"] == "a symbolic link (not read)" and len(rows) == 5
+    assert rows["e5"]["reason"].startswith("folder name is not a valid student id")
     assert rows["b2"]["placed"] == "yes" and rows["b2"]["student_id"] == "ada"
     assert rows["a1"]["reason"].startswith("an older version")
     assert rows["c3"]["reason"] == \
@@ -305,14 +578,22 @@ def test_export_trusts_only_an_lms_json_that_collect_could_have_written(tmp_path
 
 
 def test_the_demo_class_goes_in_through_a_moodle_download_too(tmp_path):
+    """The demo's Moodle download is made as Moodle makes it: entries dated at the download, three days
+    after the due date; the times come from its grading worksheet, so only dan (two days late) is late."""
     from course_grading.tools.demo import moodle_download, sample_class
     from course_grading.pipeline.late import duedates
 
     students = sample_class(ROOT, (UNIT,))
-    download, roster = moodle_download(students, tmp_path / "moodle", duedates())
-    rows = {r["student_id"]: r for r in collect(download, "moodle", tmp_path / "subs", roster=roster)}
+    downloads, roster = moodle_download(students, tmp_path / "moodle", duedates())
+    (download, worksheet), = downloads
+    with zipfile.ZipFile(download) as archive:
+        assert {i.date_time for i in archive.infolist()} == {(2027, 2, 8, 23, 59, 0)}
+    rows = {r["student_id"]: r for r in collect(download, "moodle", tmp_path / "subs", roster=roster,
+                                                worksheets=[worksheet])}
     assert {s for s, r in rows.items() if r["placed"] == "yes"} == set(students) - {"jon_missing_notebook"}
     assert rows["jon_missing_notebook"]["reason"].startswith("not a notebook (.pdf)")
-    late = tmp_path / "subs" / "dan_more_bugs" / UNIT / "timestamp.txt"
-    assert late.read_text() == "2027-02-07 23:59:00 UTC\n"
+    times = {s: (tmp_path / "subs" / s / UNIT / "timestamp.txt").read_text() for s in students
+             if rows[s]["placed"] == "yes"}
+    assert times.pop("dan_more_bugs") == "2027-02-07 23:59:00 UTC\n"
+    assert set(times.values()) == {"2027-02-04 23:59:00 UTC\n"}
     assert "not a readable notebook" in rows["hana_malformed"]["reason"]

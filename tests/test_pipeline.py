@@ -219,7 +219,7 @@ def test_demo_grades_the_sample_class_as_described(tmp_path):
     assert "not submitted" in notes["jon_missing_notebook"]  # he handed in a PDF: collect names it
     collected = (tmp_path / "demo" / "submissions" / "collect_report.csv").read_text()
     assert "missingnotebookjon" in collected and "not a notebook (.pdf)" in collected
-    assert "an older version" in collected and "Copy of" in collected
+    assert "handed in together with" in collected and "Copy of" in collected
     rows = {r["student_id"]: r for r in read_csv(report.grades_csv)}
     assert float(rows["dan_more_bugs"]["late_penalty"]) > 0 and "late by" in notes["dan_more_bugs"]
     assert float(rows["dan_more_bugs"]["total"]) == float(rows["dan_more_bugs"]["raw_total"]) - float(

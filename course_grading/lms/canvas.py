@@ -1,27 +1,49 @@
 """Canvas: its "Download Submissions" zip, its gradebook CSV (the roster, and the import) and the
 "Re-upload Submissions" zip that puts each student's feedback on their submission as a comment.
 
-Canvas names each downloaded file `lastnamefirstname_[LATE_]userid_attachmentid_originalname`, with
-`-1`, `-2` appended to a re-uploaded file's name; re-uploading files whose names keep the first two
-numbers (user id, attachment id) of a submission attaches them to it as comments.
+Canvas names each downloaded file `sortablename_[LATE_]userid_attachmentid_originalname`
+(lib/content_zipper.rb, get_filename and add_upload_submission): the sortable name ("Lovelace, Ada")
+lowercased with `_<digits>_` collapsed and everything but word characters removed, so the name itself
+may end in `_<digits>` and the original name may hold `_<digits>_`; the ids are found here where the
+name before them is the roster's own student of that user id. Canvas marks a submission LATE but gives
+no time. Re-uploaded feedback is matched by the first two all-digit `_` parts of its name (user id,
+attachment id), so the name written here holds no digits-only part before them.
 """
+import re
+
 from nbgrader.plugins import FileNameCollectorPlugin
 from traitlets import Unicode
 
 from course_grading.lms.common import Person, collector_match, valid_id
 
 FIXED = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
-POINTS_POSSIBLE = "    Points Possible"
+POINTS_POSSIBLE = "    Points Possible"  # as Canvas writes it, read with spaces stripped
 
 
 class CanvasCollector(FileNameCollectorPlugin):
-    """nbgrader collector plugin for Canvas file names (also usable as `nbgrader zip_collect --collector`)."""
+    """nbgrader collector plugin for Canvas file names (also usable as `nbgrader zip_collect --collector`):
+    the first `_[LATE_]digits_digits_` after the name; `collect` also checks the name against the roster."""
 
-    named_regexp = Unicode(r"(?P<name>[^_/]*)_(?P<late>LATE_)?(?P<student_id>\d+)_(?P<attachment_id>\d+)_"
+    named_regexp = Unicode(r"(?P<name>\w*?)_(?P<late>LATE_)?(?P<student_id>\d+)_(?P<attachment_id>\d+)_"
                            r"(?P<file_id>[^/]+)").tag(config=True)
 
     def collect(self, submitted_file):
         return collector_match(self.named_regexp, submitted_file, flat=True)
+
+
+def sortable_name(row):
+    """The student's sortable name, "Last, First", from the export's Student column (or its LastName and
+    FirstName columns where the export shows names split)."""
+    if (row.get("Student") or "").strip():
+        return row["Student"].strip()
+    last, first = (row.get("LastName") or "").strip(), (row.get("FirstName") or "").strip()
+    return f"{last}, {first}" if first else last
+
+
+def file_name_part(name):
+    """What content_zipper.rb makes of a sortable name: `_<digits>_` collapsed, lowercased, word
+    characters only."""
+    return re.sub(r"[^\w]", "", re.sub(r"_(\d+)_", r"\1", name).lower())
 
 
 def person(row):
@@ -29,12 +51,40 @@ def person(row):
     lms_id = (row.get("ID") or "").strip()
     if not lms_id.isdigit():
         return None
-    last, _, first = (row.get("Student") or "").partition(",")
+    last, _, first = sortable_name(row).partition(",")
     student_id = next((v for v in (row.get("SIS Login ID"), row.get("SIS User ID")) if valid_id(v)),
                       f"canvas-{lms_id}")
     return Person(student_id.strip(), first.strip(), last.strip(), "", lms_id, row)
 
 
+def parse(name, people):
+    """(collector info, '') for a Canvas file name whose ids are those of a rostered student of that name,
+    else (None, why)."""
+    if re.match(r"(LATE_)?anon_", name):  # get_filename: "anon_<anonymous id>" where the name would be
+        return None, "anonymous grading: Canvas's file name names no student (download with it off)"
+    by_id = {p.lms_user_id: p for p in people}
+    found = []
+    for match in re.finditer(r"(?=_(LATE_)?(\d+)_(\d+)_(.+))", name):
+        prefix = name[:match.start()]
+        if re.fullmatch(r"\w*", prefix) and match.group(2) in by_id:
+            found.append((prefix, match))
+    named = [(prefix, m) for prefix, m in found
+             if file_name_part(sortable_name(by_id[m.group(2)].row)) == prefix]
+    if not found:
+        if not re.search(r"_(LATE_)?\d+_\d+_.", name):
+            return None, "file name is not in Canvas's form sortablename_[LATE_]userid_attachmentid_name"
+        return None, "unknown student: no Canvas user id in the file name is in the roster"
+    if len(named) != 1:
+        ids = ", ".join(sorted({m.group(2) for _, m in found}))
+        return None, (f"the name before Canvas user id {ids} is not that student's in the roster: "
+                      "not placed (a roster from another course?)" if not named else
+                      "the file name reads as two rostered students: not placed")
+    prefix, match = named[0]
+    return {"name": prefix, "late": match.group(1), "student_id": match.group(2),
+            "attachment_id": match.group(3), "file_id": match.group(4)}, ""
+
+
 def names(info):
-    """The start of Canvas's file name, for the feedback zip: `lastnamefirstname_userid_attachmentid`."""
-    return f"{info['name']}_{info['lms_user_id']}_{info['attachment_id']}"
+    """The start of a feedback file's name: `sortablename_userid_attachmentid`, with the name's `_` left
+    out so that Canvas's re-upload reads the first two all-digit parts as the user and attachment ids."""
+    return f"{info['name'].replace('_', '')}_{info['lms_user_id']}_{info['attachment_id']}"

@@ -3,16 +3,21 @@
 submission time) and lms.json (who it is in the LMS, for `course export`) beside each notebook.
 
 File names are read by nbgrader collector plugins (canvas.py, moodle.py, ExchangeCollector here); the
-unit comes from the notebook's nbgrader grade ids and cell ids, whatever the file is called. Zips are
+unit comes from the notebook's nbgrader grade ids and cell ids, whatever the file is called. The
+submission time is the LMS's: Canvas's LATE marker, Moodle's grading worksheet (never a zip entry's
+date, which is when the zip was made), the exchange folder's name. Zips are
 read here and not with nbgrader's extractor, which unpacks nested archives and sets no limits: entries
 that escape the folder, links, nested zips and entries that unpack too large are refused one by one.
-Everything that is not placed is named with the reason in SUBMISSIONS/collect_report.csv.
+Everything that is not placed is named with the reason in SUBMISSIONS/collect_report.csv, written
+atomically, its cells safe to open in a spreadsheet.
 """
 import csv
+import io
 import json
 import os
 import re
 import stat
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -29,12 +34,16 @@ from course_grading import samples
 from course_grading.course import ROOT, units as course_units
 from course_grading.lms import canvas, moodle
 from course_grading.pipeline import late
-from course_grading.lms.common import LmsError, Person, collector_match, read_roster, valid_id
+from course_grading.lms.common import (LmsError, Person, cell, collector_match, read_roster, shown,
+                                       valid_id, write_csv)
 
 MAX_ENTRY = 64 << 20      # bytes one file may unpack to
 MAX_TOTAL = 1 << 30       # bytes a whole download may unpack to
-MAX_RATIO = 100           # unpacked / packed size of one entry beyond which it is a zip bomb
+MAX_RATIO = 100           # unpacked / packed size of one entry beyond which it is a zip bomb...
+RATIO_FROM = 64 << 10     # ...for entries larger than this
 MAX_ENTRIES = 20000
+MAX_CELLS = 5000          # cells of a notebook read to recognise its unit
+NAMES_SHOWN = 3           # file names one reason lists
 ARCHIVES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar")
 REPORT = "collect_report.csv"
 FIELDS = ["source", "file", "student_id", "unit", "placed", "reason"]
@@ -54,7 +63,6 @@ class ExchangeCollector(FileNameCollectorPlugin):
 class Entry:
     name: str
     data: bytes = b""
-    modified: datetime = None  # a zip's: naive, in the time zone of the server that wrote it
     problem: str = ""
 
 
@@ -84,8 +92,8 @@ def _unsafe(info):
         return "an encrypted entry (not unpacked)"
     if info.file_size > MAX_ENTRY:
         return f"zip bomb: unpacks to {_mb(info.file_size)}, more than {_mb(MAX_ENTRY)} (not unpacked)"
-    if info.file_size > (1 << 20) and info.file_size > MAX_RATIO * max(1, info.compress_size):
-        return (f"zip bomb: {info.compress_size} bytes unpack to {_mb(info.file_size)}, "
+    if info.file_size > RATIO_FROM and info.file_size > MAX_RATIO * max(1, info.compress_size):
+        return (f"zip bomb: {info.compress_size} bytes unpack to {info.file_size} bytes, "
                 f"more than {MAX_RATIO} times (not unpacked)")
     return ""
 
@@ -102,7 +110,7 @@ def read_zip(path):
             raise LmsError(f"{path} holds {len(infos)} files, more than {MAX_ENTRIES}: not one class's work")
         total, entries = 0, []
         for info in infos:
-            entry = Entry(info.filename, modified=datetime(*info.date_time), problem=_unsafe(info))
+            entry = Entry(info.filename, problem=_unsafe(info))  # its date is the zip's, never used
             if not entry.problem and total + info.file_size > MAX_TOTAL:
                 entry.problem = f"zip bomb: the download unpacks to more than {_mb(MAX_TOTAL)} (not unpacked)"
             if not entry.problem:
@@ -130,8 +138,7 @@ def read_folder(path):
         elif file.stat().st_size > MAX_ENTRY:
             entries.append(Entry(name, problem=f"larger than {_mb(MAX_ENTRY)} (not read)"))
         elif file.name != "timestamp.txt":  # nbgrader's own: the time is in the folder's name too
-            modified = datetime.fromtimestamp(file.stat().st_mtime, tz.UTC)
-            entries.append(Entry(name, file.read_bytes(), modified))
+            entries.append(Entry(name, file.read_bytes()))
     return entries
 
 
@@ -145,7 +152,9 @@ def fingerprints(root, units):
 
 
 def _ids(nb):
-    return {samples.grade_id(c) for c in nb.cells} - {None}, {c.get("id") for c in nb.cells} - {None}
+    def ids(values):
+        return {v for v in values if isinstance(v, str)}
+    return ids(samples.grade_id(c) for c in nb.cells), ids(c.get("id") for c in nb.cells)
 
 
 def recognise(nb, prints):
@@ -159,11 +168,20 @@ def recognise(nb, prints):
 
 
 def _notebook(data):
+    """The notebook's cells, enough to recognise its unit (None if unreadable). Read as JSON, not validated
+    by nbformat: grading validates it; here a million cells of one id must not print a million warnings."""
     try:
-        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
-        return nb if isinstance(nb.get("cells"), list) else None
-    except Exception:  # not JSON, not UTF-8, not a notebook: grading names it; here it only has no unit
+        nb = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
+    cells = nb.get("cells") if isinstance(nb, dict) else None
+    if not isinstance(cells, list):
+        return None
+
+    def well_formed(c):
+        return isinstance(c, dict) and isinstance(c.get("metadata", {}), dict) and \
+            isinstance(c.get("metadata", {}).get("nbgrader", {}), dict)
+    return nbformat.from_dict({"cells": [c for c in cells[:MAX_CELLS] if well_formed(c)]})
 
 
 def _named_unit(name, units):
@@ -173,31 +191,40 @@ def _named_unit(name, units):
 
 
 def _canvas(entry, people):
-    info = canvas.CanvasCollector().collect(entry.name)
+    info, why = canvas.parse(PurePosixPath(entry.name.replace("\\", "/")).name, people)
     if not info:
-        return None, "file name is not in Canvas's form lastnamefirstname_[LATE_]userid_attachmentid_name"
-    person = next((p for p in people if p.lms_user_id == info["student_id"]), None)
-    if person is None:
-        return None, f"unknown student: Canvas user id {info['student_id']} is not in the roster"
+        return None, why
+    person = next(p for p in people if p.lms_user_id == info["student_id"])
     stem, number = re.fullmatch(r"(.*?)(?:-(\d+))?(\.[^.]*)?", info["file_id"]).group(1, 2)
     data = {"lms": "canvas", "name": info["name"], "lms_user_id": info["student_id"],
             "attachment_id": info["attachment_id"], "file": info["file_id"], "late": bool(info["late"])}
     return Candidate(person, "", entry, data, (int(info["attachment_id"]), int(number or 0)), stem), ""
 
 
-def _moodle(entry, people, zone):
+def _moodle(entry, people, worksheet):
+    """The student by the worksheet's email for the participant id where it has one, else by full name;
+    the time from the worksheet, or none (with the reason: no late penalty)."""
     info = moodle.MoodleCollector().collect(entry.name)
     if not info:
         return None, "file name is not in Moodle's form Full Name_participantid_assignsubmission_file_name"
-    named = [p for p in people if moodle.same_name(p.full_name, info["full_name"])]
+    when, email, _, no_time = (worksheet or {}).get(info["participant_id"], (None, "", "", ""))
+    by_email = [p for p in people if email and p.email.casefold() == email.casefold()]
+    named = by_email or [p for p in people if moodle.same_name(p, info["full_name"])]
     if len(named) != 1:
         return None, (f"unknown student: no one called {info['full_name']} in the roster" if not named else
-                      f"{len(named)} students called {info['full_name']} in the roster: cannot tell which")
+                      f"{len(named)} students called {info['full_name']} in the roster: cannot tell which "
+                      "(pass the grading worksheet, --worksheet, to tell them by email)")
     data = {"lms": "moodle", "full_name": info["full_name"], "participant_id": info["participant_id"],
             "lms_user_id": named[0].lms_user_id, "file": info["file_id"]}
-    when = entry.modified if entry.modified.tzinfo else entry.modified.replace(tzinfo=zone)
-    when = when.astimezone(tz.UTC).replace(tzinfo=None)
-    return Candidate(named[0], "", entry, data, family=info["file_id"], timestamp=when), ""
+    if worksheet is None:
+        note = ("no submission time (Moodle's zip is dated when it was downloaded): late penalty not applied;"
+                " pass the grading worksheet with --worksheet")
+    elif when is None:
+        note = (no_time or f"participant {info['participant_id']} is not in the grading worksheet") + \
+            ": late penalty not applied"
+    else:
+        note = ""
+    return Candidate(named[0], "", entry, data, family=info["file_id"], timestamp=when, note=note), ""
 
 
 def _exchange(entry, people):
@@ -208,8 +235,8 @@ def _exchange(entry, people):
     person = next((p for p in people or () if p.student_id == student), None)
     if people is not None and person is None:
         return None, f"unknown student: {student} is not in the roster"
-    if not valid_id(student):
-        return None, "folder name is not a valid student id (letters, digits and _.@+- only)"
+    if student != student.strip() or not valid_id(student):
+        return None, "folder name is not a valid student id (letters, digits and _.@+- only, no spaces)"
     try:
         when = parse_utc(info["timestamp"])
     except (ValueError, OverflowError):
@@ -220,14 +247,14 @@ def _exchange(entry, people):
     return Candidate(person, "", entry, data, (when,), info["file_id"], when), ""
 
 
-def _identify(entry, lms, people, zone, units, prints, only_unit):
+def _identify(entry, lms, people, worksheet, units, prints, only_unit):
     """(Candidate, '') or (None | partial Candidate, why it cannot be placed)."""
     if entry.problem:
         return None, entry.problem
     if lms == "canvas":
         candidate, why = _canvas(entry, people)
     elif lms == "moodle":
-        candidate, why = _moodle(entry, people, zone)
+        candidate, why = _moodle(entry, people, worksheet)
     else:
         candidate, why = _exchange(entry, people)
     if why:
@@ -248,11 +275,12 @@ def _identify(entry, lms, people, zone, units, prints, only_unit):
         return candidate, "not a notebook of one unit of this course (by its grade ids and cell ids)"
     if found and meant and found != meant:
         return candidate, f"a notebook of {found}, handed in for {meant}"
-    candidate.unit = found or meant or _named_unit(name, units)
+    candidate.unit = found or meant or _named_unit(name, units) or ""
     if not candidate.unit:
         return candidate, "not a readable notebook, and its name names no unit"
     if nb is None:
-        candidate.note = "not a readable notebook: placed for grading to report"
+        candidate.note = "; ".join(n for n in ("not a readable notebook: placed for grading to report",
+                                               candidate.note) if n)
     return candidate, ""
 
 
@@ -275,15 +303,35 @@ def _choose(group):
         return group[0], {}
     if len({c.family for c in group}) == 1 and all(c.version is not None for c in group):
         latest = max(group, key=lambda c: c.version)
-        return latest, {id(c): f"an older version (the latest, {latest.entry.name}, is placed)"
-                        for c in group if c is not latest}
-    names = ", ".join(c.entry.name for c in group)
-    why = f"{len(group)} notebooks for {group[0].unit} from this student ({names}): none placed, keep one"
+        why = (f"handed in together with {latest.entry.name} in one Canvas submission; that one, uploaded "
+               "last, is placed" if latest.info["lms"] == "canvas" else
+               f"an older version (the latest, {latest.entry.name}, is placed)")
+        return latest, {id(c): why for c in group if c is not latest}
+    names = ", ".join(c.entry.name for c in group[:NAMES_SHOWN])
+    more = f" and {len(group) - NAMES_SHOWN} more" if len(group) > NAMES_SHOWN else ""
+    why = f"{len(group)} notebooks for {group[0].unit} from this student ({names}{more}): none placed, " \
+        "keep one"
     return None, {id(c): why for c in group}
 
 
-def collect(source, lms, dest, roster=None, unit=None, timezone="UTC", root=ROOT):
-    """Collect `source` (a zip, or a folder for lms='folder') into `dest`; return the report rows."""
+def _zone(name):
+    """The dateutil time zone of an IANA name (a clear error, never a traceback, for anything else)."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*", name or "") or len(name) > 64:
+        raise LmsError(f"--timezone {shown(name, 64)}: not a time zone name such as Europe/Paris")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            zone = tz.gettz(name)
+    except (OSError, ValueError):
+        zone = None
+    if zone is None:
+        raise LmsError(f"--timezone {name}: unknown time zone")
+    return zone
+
+
+def collect(source, lms, dest, roster=None, unit=None, timezone="UTC", root=ROOT, worksheets=()):
+    """Collect `source` (a zip, or a folder for lms='folder') into `dest`; return the report rows.
+    `worksheets`: Moodle grading worksheets, the submission times (in `timezone`)."""
     source, dest = Path(source), Path(dest)
     units = course_units(root)
     only_unit = None
@@ -292,9 +340,14 @@ def collect(source, lms, dest, roster=None, unit=None, timezone="UTC", root=ROOT
         if len(matches) != 1:
             raise LmsError(f"--unit {unit}: not one unit of the course ({', '.join(units)})")
         only_unit = matches[0]
-    zone = tz.gettz(timezone)
-    if zone is None:
-        raise LmsError(f"--timezone {timezone}: unknown time zone")
+    zone = _zone(timezone)
+    if Path(dest).exists() and not Path(dest).is_dir():
+        raise LmsError(f"--to {dest}: a file, not a folder")
+    if worksheets and lms != "moodle":
+        raise LmsError("--worksheet is Moodle's grading worksheet: only with --from moodle")
+    worksheet = None
+    for path in worksheets:
+        worksheet = {**(worksheet or {}), **moodle.read_worksheet(path, zone)}
     if lms in ("canvas", "moodle") and not roster:
         raise LmsError(f"--from {lms} needs --roster (the {lms} gradebook export)")
     person = {"canvas": canvas.person, "moodle": moodle.person, "folder": _any_person}[lms]
@@ -306,7 +359,7 @@ def collect(source, lms, dest, roster=None, unit=None, timezone="UTC", root=ROOT
 
     rows, row_of, chosen = [], {}, {}  # a zip may hold one name twice: rows go by candidate, not by name
     for entry in entries:
-        candidate, why = _identify(entry, lms, people, zone, units, prints, only_unit)
+        candidate, why = _identify(entry, lms, people, worksheet, units, prints, only_unit)
         rows.append({"source": source.name, "file": entry.name, "placed": "no", "reason": why,
                      "student_id": candidate.person.student_id if candidate else "",
                      "unit": candidate.unit if candidate else ""})
@@ -351,16 +404,29 @@ def _place(candidate, dest, duedates):
     return {"placed": "yes", "reason": "; ".join(n for n in (candidate.note, late_note) if n)}
 
 
+def _earlier_rows(path, source):
+    """The report's rows of other sources, as an instructor may have left it (re-saved by a spreadsheet
+    in its own encoding, columns added or removed)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        raise LmsError(f"cannot read {path}: {error}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace")
+    rows = csv.DictReader(io.StringIO(text, newline=""))
+    return [{k: r.get(k) or "" for k in FIELDS} for r in rows if r.get("source") != source]
+
+
 def _write_report(dest, source, rows):
-    """SUBMISSIONS/collect_report.csv: this source's rows replace its earlier ones; other sources' stay."""
+    """SUBMISSIONS/collect_report.csv: this source's rows replace its earlier ones; other sources' stay.
+    Written atomically; cells escaped for terminals and spreadsheets, reasons bounded in size."""
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / REPORT
-    kept = []
-    if path.exists():
-        with open(path, newline="", encoding="utf-8") as f:
-            kept = [r for r in csv.DictReader(f) if r.get("source") != source]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        writer.writeheader()
-        writer.writerows(kept + sorted(rows, key=lambda r: (r["placed"], r["student_id"], r["unit"],
-                                                            r["file"])))
+    kept = _earlier_rows(path, source)
+    mine = sorted(rows, key=lambda r: (r["placed"], r["student_id"], r["unit"], r["file"]))
+    mine = [{**r, "file": shown(r["file"], 1000), "reason": shown(r["reason"], 1000)} for r in mine]
+    write_csv(path, FIELDS, ([cell(r[k]) for k in FIELDS] for r in kept + mine))

@@ -1,26 +1,36 @@
-"""Moodle: its "Download all submissions" zip, its grade export (the roster) and import CSV, and the
-zip of feedback files that "Upload multiple feedback files in a zip" accepts.
+"""Moodle: its "Download all submissions" zip, its grading worksheet (the submission times), its grade
+export (the roster) and import CSV, and the zip that "Upload multiple feedback files in a zip" accepts.
 
 Moodle names each downloaded file `Full Name_participantid_assignsubmission_file_name` (flat) or puts it
-in a folder `Full Name_participantid_assignsubmission_file_/` (`..._file/` since Moodle 4.1); the
-participant id is the assignment's own id for the student. Its feedback import reads the same form
-with `assignfeedback` in place of `assignsubmission`.
+in a folder `Full Name_participantid_assignsubmission_file/` (mod/assign/classes/downloader.php; other
+submission plugins in their own, `..._assignsubmission_onlinetext/onlinetext.html`): the
+full name in the site's name order with `_` turned into spaces and passed through clean_filename
+(lib/moodlelib.php, PARAM_FILE: control characters and & < > " ` | ' : \\ / removed); the participant id
+is the assignment's own id for the student. The zip's entries are dated when the zip was made (its zip
+writer's default), not when they were handed in: the time is in the grading worksheet (Submissions >
+Download grading worksheet, mod/assign/gradingtable.php col_timesubmitted: `userdate`, in the
+downloading user's time zone, to the minute), keyed by the same participant id ("Participant 501").
 """
+import csv
+import io
 import re
+from pathlib import Path
 
+from dateutil import parser, tz
 from nbgrader.plugins import FileNameCollectorPlugin
 from traitlets import Unicode
 
-from course_grading.lms.common import Person, collector_match, valid_id
+from course_grading.lms.common import LmsError, Person, collector_match, valid_id
 
 FIXED = ["First name", "Last name", "ID number", "Email address"]
+WORKSHEET = ("Identifier", "Last modified (submission)")
 
 
 class MoodleCollector(FileNameCollectorPlugin):
     """nbgrader collector plugin for Moodle file names (also usable as `nbgrader zip_collect --collector`)."""
 
-    named_regexp = Unicode(r"(?P<full_name>[^_/]+)_(?P<participant_id>\d+)_assignsubmission_file"
-                           r"(?:_/|/|_)(?P<file_id>[^/]+)").tag(config=True)
+    named_regexp = Unicode(r"(?P<full_name>[^_/]+)_(?P<participant_id>\d+)_assignsubmission_[a-z]+?"
+                           r"(?:_/|/|_)(?P<file_id>[^/]+)").tag(config=True)  # file, onlinetext, ...
 
     def collect(self, submitted_file):
         info = collector_match(self.named_regexp, submitted_file)
@@ -39,14 +49,52 @@ def person(row):
                   key, row)
 
 
-def same_name(a, b):
-    """Moodle writes the full name with `_` turned into spaces; compare ignoring case and spacing."""
+def clean_filename(text):
+    """Moodle's clean_filename (PARAM_FILE) of a full name after the downloader turned `_` into spaces."""
+    return re.sub(r"[\x00-\x1f\x7f&<>\"`|':\\/]", "", text.replace("_", " "))
+
+
+def same_name(person, name):
+    """Whether a downloaded file's full name is the roster person's, in either name order (the site's
+    fullnamedisplay), ignoring case, spacing and the characters clean_filename removes."""
     def norm(text):
-        return " ".join(text.replace("_", " ").split()).casefold()
-    return norm(a) == norm(b)
+        return " ".join(clean_filename(text).split()).casefold()
+    return norm(name) in {norm(f"{person.first_name} {person.last_name}"),
+                          norm(f"{person.last_name} {person.first_name}")}
+
+
+def read_worksheet(path, zone):
+    """{participant id: (UTC datetime or None, email, full name, why no time)} of a grading worksheet."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        text = Path(path).read_text(encoding="cp1252")  # re-saved by a spreadsheet
+    except OSError as error:
+        raise LmsError(f"cannot read the grading worksheet {path}: {error}") from None
+    reader = csv.DictReader(io.StringIO(text))
+    if not set(WORKSHEET) <= set(reader.fieldnames or ()):
+        raise LmsError(f"{path} is not a Moodle grading worksheet: it lacks the columns "
+                       f"{' and '.join(WORKSHEET)} (download it with the site in English)")
+    times = {}
+    for row in reader:
+        number = re.search(r"(\d+)\s*$", row.get("Identifier") or "")
+        if not number:
+            continue
+        shown = (row.get(WORKSHEET[1]) or "").strip()
+        when, why = None, ""
+        if shown in ("", "-"):
+            why = "the grading worksheet gives no submission time"
+        else:
+            try:
+                when = parser.parse(shown).replace(tzinfo=zone).astimezone(tz.UTC).replace(tzinfo=None)
+            except (ValueError, OverflowError):
+                why = f"the grading worksheet's time {shown[:40]!r} is unreadable"
+        times[number.group(1)] = (when, (row.get("Email address") or "").strip(),
+                                  (row.get("Full name") or "").strip(), why)
+    return times
 
 
 def feedback_name(info, unit):
     """A feedback file's name in the zip: the download's prefix with `assignfeedback`, flat."""
-    name = re.sub(r"[\\/:*?\"<>|]", "", info["full_name"].replace("_", " "))
+    name = clean_filename(info["full_name"])
     return f"{name}_{info['participant_id']}_assignfeedback_file_{unit}_feedback.html"

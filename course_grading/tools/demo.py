@@ -72,9 +72,11 @@ def sample_class(root=ROOT, only=()):
 
 
 def canvas_download(students, dest):
-    """The sample class as Canvas hands it out: a "Download Submissions" zip and the gradebook export
-    (the roster). Besides the notebooks: dan's work is marked LATE, eve re-submitted her first unit (her
-    first try, the stub, is in the zip too), cara renamed hers, jon handed in a PDF for his missing one."""
+    """The sample class as Canvas hands it out (lib/content_zipper.rb): a "Download Submissions" zip,
+    `sortablename_[LATE_]userid_attachmentid_filename`, and the gradebook export (the roster). Besides the
+    notebooks: dan's work is marked LATE, eve's one submission holds her stub and, uploaded after it under
+    the same name (Canvas adds `-1`), her solution; cara renamed hers, jon handed in a PDF for his
+    missing one."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     units = sorted({u for work in students.values() for u in work})
@@ -114,8 +116,13 @@ def canvas_download(students, dest):
 
 
 def moodle_download(students, dest, duedates):
-    """The sample class as Moodle hands it out: "Download all submissions" (in folders, each file dated
-    when it was handed in: a day before the due date, dan two days after it) and the grade export."""
+    """The sample class as Moodle hands it out, per unit (mod/assign/classes/downloader.php): "Download all
+    submissions" (folders `Full Name_participantid_assignsubmission_file/`, every entry dated when the zip
+    was made, three days after the last due date) and "Download grading worksheet" (the submission times:
+    a day before the due date, dan two days after it), and the course's grade export (the roster).
+    Returns ([(zip, worksheet) per unit], roster)."""
+    from course_grading.lms.moodle import clean_filename
+
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     units = sorted({u for work in students.values() for u in work})
@@ -127,18 +134,32 @@ def moodle_download(students, dest, duedates):
             first, *last = student.split("_")
             writer.writerow([first.title(), " ".join(last).title(), student, f"{first}@example.edu",
                              *("-" for _ in units)])
-    with zipfile.ZipFile(dest / "submissions.zip", "w", zipfile.ZIP_DEFLATED) as archive:
-        for number, (student, work) in enumerate(sorted(students.items())):
-            first, *last = student.split("_")
-            full_name = f"{first.title()} {' '.join(last).title()}"
-            for index, (unit, nb) in enumerate(sorted(work.items())):
+    downloaded = max(duedates[u] for u in units) + timedelta(days=3)
+    downloads = []
+    for index, unit in enumerate(units):
+        archive_path, sheet_path = dest / f"{unit}.zip", dest / f"{unit}_worksheet.csv"
+        with zipfile.ZipFile(archive_path, "w", zipfile.ZIP_DEFLATED) as archive, \
+                open(sheet_path, "w", newline="", encoding="utf-8") as sheet:
+            worksheet = csv.writer(sheet)
+            worksheet.writerow(["Identifier", "Full name", "Email address", "Status", "Grade",
+                                "Maximum Grade", "Grade can be changed", "Last modified (submission)",
+                                "File submissions",
+                                "Last modified (grade)", "Feedback comments"])
+            for number, (student, work) in enumerate(sorted(students.items())):
+                first, *last = student.split("_")
+                full_name = f"{first.title()} {' '.join(last).title()}"
                 participant = 10000 + 100 * index + number  # Moodle's id differs per assignment
-                folder = f"{full_name}_{participant}_assignsubmission_file_"
-                when = duedates[unit] + timedelta(days=2 if student.startswith("dan") else -1)
+                folder = f"{clean_filename(full_name)}_{participant}_assignsubmission_file"
+                nb = work.get(unit)
                 name, data = (f"{unit}.pdf", "%PDF-1.4\n") if nb is None else (f"{unit}.ipynb", nb)
-                archive.writestr(zipfile.ZipInfo(f"{folder}/{name}", when.timetuple()[:6]),
+                archive.writestr(zipfile.ZipInfo(f"{folder}/{name}", downloaded.timetuple()[:6]),
                                  data if isinstance(data, str) else nbformat.writes(data))
-    return dest / "submissions.zip", dest / "moodle_grades_export.csv"
+                when = duedates[unit] + timedelta(days=2 if student.startswith("dan") else -1)
+                shown = f"{when:%A}, {when.day} {when:%B %Y}, {int(when.strftime('%I'))}:{when:%M %p}"
+                worksheet.writerow([f"Participant {participant}", full_name, f"{first}@example.edu",
+                                    "Submitted for grading", "", "10.00", "Yes", shown, name, "-", ""])
+        downloads.append((archive_path, sheet_path))
+    return downloads, dest / "moodle_grades_export.csv"
 
 
 def run_demo(out, root=ROOT, jobs=2, progress=True, only=()):
@@ -183,7 +204,8 @@ def run_demo(out, root=ROOT, jobs=2, progress=True, only=()):
     print("\n".join(f"note: {n}" for n in notes))
     print(f"collected: {submissions / REPORT}")
     print(f"for Canvas: {exported[0]} (Grades > Import), {exported[1]} (Assignment > Re-upload Submissions)")
-    print(f"the same class from Moodle: course collect {moodle[0]} --from moodle --roster {moodle[1]} "
-          "--to DIR")
+    (first_zip, first_sheet), moodle_roster = moodle[0][0], moodle[1]
+    print(f"the same class from Moodle (a zip and a grading worksheet per unit): course collect {first_zip} "
+          f"--from moodle --roster {moodle_roster} --worksheet {first_sheet} --to DIR")
     print(f"student edition: {out / 'student-edition'}")
     return report, problems
