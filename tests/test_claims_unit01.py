@@ -1,6 +1,7 @@
 """What lecture 01 shows, asserted on its own code and seeds: the perceptron settles on separable
 blobs and never on XOR, a narrower gap costs more updates, its learning rate only rescales, and
-Adaline's learning rate decides between convergence and divergence."""
+Adaline's learning rate decides between convergence and divergence; Novikoff's bound holds with the
+margin measured in the augmented space (x, 1), not in the plane."""
 import numpy as np
 import pytest
 
@@ -63,3 +64,14 @@ def test_the_and_table_settles_at_the_end_of_epoch_5(ns):
     assert per_epoch[5][2] == 0, "epoch 6 makes no update"
     assert [1, 0] @ w5 + b5 == 0, "the corner (1, 0) lies exactly on the line"
     assert len(ns["y_sep"]) == 80
+
+
+def test_novikoffs_bound_holds_in_the_augmented_space_not_in_the_plane(ns):
+    updates, R = ns["updates_far"], ns["R_far"]
+    assert updates == 4299 and ns["last_epoch"] < 3000, "the three far points are separated within the run"
+    assert round(ns["gamma_plane"], 3) == 1.857 and round(ns["gamma_aug"], 3) == 0.108
+    assert updates > 15 * (R / ns["gamma_plane"]) ** 2, "the margin in the plane gives no bound"
+    assert updates <= (R / ns["gamma_aug"]) ** 2 == pytest.approx(83137, abs=1)
+    Xa, t, theta = ns["Xa_far"], ns["t_far"], ns["theta_star"]
+    multipliers = np.linalg.solve((t[:, None] * Xa) @ (t[:, None] * Xa).T, np.ones(3))
+    assert (multipliers > 0).all(), "theta* is the widest-margin separator (all three points support it)"

@@ -112,3 +112,24 @@ def test_the_sigmoid_rounds_to_one_from_z_37(ns):
     sigmoid = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
     assert sigmoid(37.0) == 1.0 and sigmoid(36.0) < 1.0
     assert np.isinf(ns["naive"][ns["z"] >= 40]).all() and np.isfinite(ns["naive"][ns["z"] <= 5]).all()
+
+
+def test_the_mean_over_every_batch_is_the_full_gradient(ns):
+    full, means, sizes = ns["full"], ns["means"], ns["sizes"]
+    for k, mean in zip(sizes[:2], means):
+        np.testing.assert_allclose(mean, full, rtol=1e-12, err_msg=f"k = {k}: the mean over all batches")
+    for k, mean, spread in zip(sizes[2:-1], means[2:-1], ns["spread"][2:-1]):
+        assert np.linalg.norm(mean - full) < 4 * spread / np.sqrt(400), f"k = {k}: 400 draws come close"
+
+
+def test_two_over_the_eigenvalue_sum_is_the_best_constant_step(ns):
+    for X in ns["versions"].values():
+        A = np.c_[X, np.ones(len(X))]
+        lam = np.linalg.eigvalsh(2.0 / len(X) * A.T @ A)
+        best = ns["full_batch_steps"](X, ns["price"])[2]
+        slowest = lambda lr: np.max(np.abs(1 - lr * lam))   # noqa: E731
+        grid = best * np.linspace(0.5, 2 * lam.max() / (lam.max() + lam.min()), 2001)
+        assert slowest(best) <= min(slowest(lr) for lr in grid) + 1e-12
+        kappa = lam.max() / lam.min()
+        assert slowest(best) == pytest.approx((kappa - 1) / (kappa + 1))
+        assert slowest(0.99 * 2 / lam.max()) > slowest(best), "just below 2 / lambda_max is safe, not best"

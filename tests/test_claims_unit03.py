@@ -27,8 +27,31 @@ def test_the_scalar_engine_accumulates_gradients(ns):
     g.backward()
     assert a.grad == 7.0, "three paths add up to 2a + 1"
     g.backward()
-    assert a.grad == 20.0, "stale gradients flow through again without a reset"
+    assert a.grad == 14.0, "the leaf accumulates; the intermediate a*a starts from zero again"
+    a = Scalar(3.0)
+    g = a * a + a
+    for _ in range(2):                            # an engine that resets nothing
+        g.grad = 1.0
+        for node in reversed(ns["topological_order"](g)):
+            node._backward()
+    assert a.grad == 20.0, "without the reset, the stale gradient of a*a flows through again"
     assert ns["a3"].grad == 7.0
+
+
+def test_pytorch_needs_retain_graph_for_a_second_pass(ns):
+    assert ns["a_t"].grad.item() == 14.0, "7 + 7 with retain_graph=True on the first call"
+    assert ns["third_pass"].startswith("Trying to backward through the graph a second time")
+
+
+def test_the_lecture_engine_is_the_assignments_design(ns):
+    Scalar = ns["Scalar"]
+    x = Scalar(1.5)
+    z = x * x
+    w = z * z + z                   # z used by two paths
+    w.backward()
+    first = x.grad
+    w.backward()
+    assert first == 2 * 1.5 ** 3 * 2 + 2 * 1.5 and x.grad == 2 * first, "a second backward doubles x.grad"
 
 
 def test_sigmoid_gradients_vanish_layer_by_layer(ns):

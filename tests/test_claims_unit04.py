@@ -73,3 +73,10 @@ def test_the_small_numbers_of_the_text(ns):
     assert sum(p.numel() for p in ns["net"].parameters()) == 31, "12 + 15 + 4 parameters"
     assert 0.98 <= ns["test_acc"] and 0.94 <= ns["val_acc"] <= 0.955, (ns["test_acc"], ns["val_acc"])
     assert 350 <= len(ns["test_true"]) <= 370, "about 360 images per part, each mistake 0.3 points"
+
+
+def test_from_numpy_and_as_tensor_share_memory_and_tensor_copies(ns):
+    assert ns["shared"][0].item() == ns["also_shared"][0].item() == 7.0 and ns["copied"][0].item() == 0.0
+    arr = np.zeros(3)
+    assert torch.asarray(arr).data_ptr() == arr.ctypes.data, "asarray shares memory too"
+    assert torch.as_tensor(arr, dtype=torch.float32).data_ptr() != arr.ctypes.data, "a new dtype copies"

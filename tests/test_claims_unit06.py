@@ -35,7 +35,7 @@ def test_both_bn_placements_beat_the_plain_net(ns):
 
 
 def test_bn_holds_the_probed_unit_steady_while_the_plain_unit_drifts(ns):
-    bn_values = np.array([out[:, 0] for out in ns["bn_probe"].probe_log])
+    bn_values = np.array([out[:, ns["UNIT"]] for out in ns["bn_probe"].probe_log])
     assert 0.5 < bn_values.std(axis=1).mean() < 2.0, "after BN the unit should have a spread near 1"
     assert ns["drift"]["plain"] > 3 * ns["drift"]["BN"], ns["drift"]
 
@@ -57,8 +57,13 @@ def test_recomputed_statistics_recover_the_test_accuracy(ns):
 
 
 def test_the_probe_numbers(ns):
-    plain = np.array([out[:, 0] for out in ns["plain_probe"].probe_log])
+    plain = np.array([out[:, ns["UNIT"]] for out in ns["plain_probe"].probe_log])
     assert plain.std(axis=1).mean() < 0.05, "without BN the values reaching layer 5 should be tiny"
+    assert (plain > 0).mean() > 0.99, "a live unit: its ReLU passes it on to layer 5"
+    unit_0 = np.array([out[:, 0] for out in ns["plain_probe"].probe_log])
+    assert (unit_0 < 0).all(), "unit 0 is dead at every step: its ReLU would send a constant 0"
+    with_bn = (np.array(ns["bn_probe"].probe_log) > 0).mean(axis=(0, 1))    # per unit, over all steps
+    assert 0.3 < with_bn.min() and with_bn.max() < 0.62, "after BN a ReLU fires for about half the batch"
     assert ns["drift"]["plain"] > 3, "the plain unit's centre should wander by several times its spread"
 
 
@@ -78,5 +83,5 @@ def test_the_learning_rate_numbers(ns):
     assert min(ns["curves"]["plain"]) > 0.95 * math.log(10), "the plain net should sit near ln 10"
     bn = dict(zip(ns["SWEEP_LRS"], ns["sweep"]["BN"]))
     assert [lr for lr in ns["SWEEP_LRS"] if lr not in ns["plain_fails"]] == [0.3]   # learns only at 0.3
-    assert ns["bn_trains"] == [0.03, 0.1, 0.3]                        # below 0.5 from 0.03 to 0.3
-    assert bn[1.0] < 0.5 * ns["CHANCE_LOSS"] and 1.0 in ns["plain_fails"]    # BN still learns at 1
+    assert ns["bn_trains"] == [0.03, 0.1, 0.3, 1.0]                   # below 0.5 from 0.03 to 1
+    assert bn[3.0] > ns["TARGET_LOSS"] and 1.0 in ns["plain_fails"]  # fails only at 3; plain fails at 1

@@ -87,6 +87,8 @@ def test_l1_weights_hover_near_zero_and_a_proximal_step_reaches_it(ns):
     assert int((ns["l1_weights"] == 0).sum()) == 0                           # not one exactly zero
     subgradient, proximal = (ns["one_weight_paths"][rule][-50:] for rule in ("subgradient", "proximal"))
     assert np.all(subgradient != 0) and np.any(subgradient > 0) and np.any(subgradient < 0)
+    signs = np.sign(subgradient)
+    assert np.sum(signs[1:] != signs[:-1]) == 25, "it crosses zero about every other step"
     assert np.all(proximal == 0)
     pixels = {label: ns["weight_matrices"](net)[0].detach().abs().sum(0).cpu().numpy().reshape(8, 8)
               for label, net in ns["nets"].items()}

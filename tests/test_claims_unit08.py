@@ -154,3 +154,8 @@ def test_the_race(ns):
     assert not np.isfinite(beyond[-1]), "2.5e-3 diverges"
     final, distance = ns["rosenbrock_final"], ns["rosenbrock_distance"]
     assert final["Nesterov"] < 1e-3 and distance["Nesterov"] < 0.05
+    for name, f, away in [("AdaGrad", 0.04, 0.5), ("RMSProp", 0.08, 0.4)]:   # in the valley, not at (1, 1)
+        assert final[name] == pytest.approx(f, abs=0.01) and distance[name] == pytest.approx(away, abs=0.05)
+    slow = ns["run_optimizer"](lambda q: torch.optim.Adagrad(q, lr=0.5), "rosenbrock")[1][-1]
+    assert slow == pytest.approx(1.6, abs=0.05) and final["SGD"] == pytest.approx(2.8, abs=0.05), \
+        "AdaGrad at lr 0.5 barely beats plain SGD"

