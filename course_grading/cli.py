@@ -161,8 +161,9 @@ def parser():
     grade.add_argument("--units", nargs="*", default=(), help="grade only these units")
     grade.add_argument("--unsandboxed", action="store_true",
                        help="grade even where kernels cannot be sandboxed (trusted submissions only)")
-    report = command("report", cmd_report, "what the class got wrong: OUT/report.html (scores, most common "
-                     "mistakes per exercise, late work, what was not graded, students at risk) and OUT/mistakes.csv")
+    report = command("report", cmd_report, "what the class got wrong: OUT/report.html (scores, commonest "
+                     "mistakes per exercise, late work, what was not graded, students at risk), "
+                     "OUT/mistakes.csv")
     report.add_argument("out", type=Path, help="the folder `course grade` wrote")
     report.add_argument("--at-risk-below", type=float, metavar="PERCENT",
                         help="at risk below this percent of the points (default: nbgrader_config.py's, 50)")

@@ -9,7 +9,7 @@ import html
 import re
 from pathlib import Path
 
-from nbformat import NotebookNode
+from nbformat.v4 import new_raw_cell
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from course_grading import samples
@@ -42,7 +42,8 @@ def messages(path):
     path = Path(path)
     if not path.is_file():
         return {}
-    return {samples.grade_id(cell): message(cell) for cell in samples.read(path).cells if samples.is_test(cell)}
+    cells = samples.read(path).cells
+    return {samples.grade_id(cell): message(cell) for cell in cells if samples.is_test(cell)}
 
 
 def reason(text, score, max_score):
@@ -63,15 +64,21 @@ def exercise(grade_id):
 
 
 SUMMARY_CSS = """
-div.course-summary { margin: 0.5em 0 1.5em 0; }
-div.course-summary table { border-collapse: collapse; width: 100%; }
-div.course-summary td { padding: 0.3em 0.6em; border-bottom: 1px solid #ddd; vertical-align: top; }
-div.course-summary tr.head td { font-weight: bold; border-bottom: 2px solid #888; }
-div.course-summary td.points { white-space: nowrap; text-align: right; }
-div.course-summary tr.lost td.points { color: #b52a1c; font-weight: bold; }
-div.course-summary tr.full td.points { color: #2a7d2a; }
+div.course-summary { display: table; width: 100%; margin: 0.5em 0 1.5em 0; border-collapse: collapse; }
+div.course-summary > div { display: table-row; }
+div.course-summary > div > span { display: table-cell; padding: 0.3em 0.6em; border-bottom: 1px solid #ddd; }
+div.course-summary > div.head > span { font-weight: bold; border-bottom: 2px solid #888; }
+div.course-summary span.points { white-space: nowrap; text-align: right; }
+div.course-summary div.lost span.points { color: #b52a1c; font-weight: bold; }
+div.course-summary div.full span.points { color: #2a7d2a; }
 div#toc { display: none; }
 """
+
+
+def _row(kind, first, points, why):
+    """A row of the summary (bleach, which nbconvert runs over raw HTML, keeps divs and spans, not tables)."""
+    return (f'<div class="{kind}"><span>{first}</span><span class="points">{points}</span>'
+            f'<span>{html.escape(why)}</span></div>')
 
 
 class FeedbackSummary(NbGraderPreprocessor):
@@ -80,31 +87,28 @@ class FeedbackSummary(NbGraderPreprocessor):
     hidden, its cells and tracebacks stay below."""
 
     def preprocess(self, nb, resources):
-        rows = ['<tr class="head"><td>exercise</td><td class="points">score</td><td>why points were lost</td></tr>']
+        rows = [_row("head", "exercise", "score", "why points were lost")]
         for cell in nb.cells:
             info = cell.get("metadata", {}).get("nbgrader", {})
             if not info.get("grade"):
                 continue
-            score, points = info.get("score"), info.get("points") or 0
+            grade_id, score, points = html.escape(info["grade_id"]), info.get("score"), info.get("points", 0)
             why = reason(message(cell), score, points) if samples.is_test(cell) else ""
-            shown = "not graded yet" if score is None else f"{score:g} / {points:g}"
             if score is None:
                 why = why or "needs grading by hand"
-            rows.append(f'<tr class="{"lost" if why else "full"}"><td><a href="#{html.escape(info["grade_id"])}">'
-                        f'<code>{html.escape(exercise(info["grade_id"]))}</code></a></td>'
-                        f'<td class="points">{shown}</td><td>{html.escape(why)}</td></tr>')
+            link = f'<a href="#{grade_id}"><code>{html.escape(exercise(info["grade_id"]))}</code></a>'
+            rows.append(_row("lost" if why else "full", link,
+                             "not graded yet" if score is None else f"{score:g} / {points:g}", why))
             if info.get("comment"):
-                rows.append(f'<tr><td><a href="#comment-{html.escape(info["grade_id"])}">comment</a></td>'
-                            f'<td class="points"></td><td>{html.escape(first_line(info["comment"]))}</td></tr>')
+                rows.append(_row("comment", f'<a href="#comment-{grade_id}">comment</a>', "",
+                                 first_line(info["comment"])))
         grades = resources.get("nbgrader", {})
         if grades.get("late_penalty"):
-            rows.append(f'<tr class="lost"><td>late submission</td><td class="points">'
-                        f'-{grades["late_penalty"]:g}</td><td>points taken off for handing in late</td></tr>')
+            rows.append(_row("lost", "late submission", f"-{grades['late_penalty']:g}",
+                             "handed in after the due date"))
         if "score" in grades:
-            rows.append(f'<tr class="head"><td>total</td><td class="points">{grades["score"]:g} / '
-                        f'{grades["max_score"]:g}</td><td></td></tr>')
-        summary = NotebookNode(cell_type="raw", source='<div class="course-summary" id="course-summary"><table>'
-                               + "".join(rows) + "</table></div>", metadata={"raw_mimetype": "text/html"})
-        nb.cells.insert(0, summary)
+            rows.append(_row("head", "total", f"{grades['score']:g} / {grades['max_score']:g}", ""))
+        nb.cells.insert(0, new_raw_cell('<div class="course-summary" id="course-summary">' + "".join(rows) + "</div>",
+                                        metadata={"raw_mimetype": "text/html"}))
         resources.setdefault("inlining", {}).setdefault("css", []).append(SUMMARY_CSS)
         return nb, resources

@@ -24,6 +24,8 @@ from course_grading.course import ROOT
 from course_grading.pipeline import summary
 
 HTML, MISTAKES = "report.html", "mistakes.csv"
+MARKS = (("full", "#55a868"), ("partial", "#dd8452"), ("zero", "#c44e52"))
+STATUS = ("not graded", "needs review", "graded, repaired")
 FIXED_COLUMNS = ("student_id", "raw_total", "late_penalty", "total", "max_total", "problems")
 
 
@@ -60,7 +62,7 @@ def _read_csv(path):
 
 
 def _problems_by_unit(text, units):
-    """{unit: [problem]} of a grades.csv problems cell, and the text not about any unit (a rejected folder)."""
+    """{unit: [problem]} of a grades.csv problems cell, and its text about no unit (a rejected folder's)."""
     if not units:
         return {}, text
     parts = re.split(r"(?:^|; )(" + "|".join(map(re.escape, units)) + r"): ", text or "")
@@ -93,12 +95,12 @@ def _histogram(percents, title, threshold=None):
 
 
 def _shares(exercises):
-    """Stacked bars: the share of full, partial and zero marks of each exercise [(name, full, partial, zero)]."""
+    """Stacked bars: each exercise's shares of full, partial and zero marks {name: (full, partial, zero)}."""
     def draw(axes):
-        names = [name for name, *_ in exercises][::-1]
+        names = list(exercises)[::-1]
         left = [0.0] * len(names)
-        for index, (label, color) in enumerate((("full", "#55a868"), ("partial", "#dd8452"), ("zero", "#c44e52"))):
-            values = [100 * counts[index] / max(1, sum(counts)) for _, *counts in exercises][::-1]
+        for index, (label, color) in enumerate(MARKS):
+            values = [100 * exercises[name][index] / max(1, sum(exercises[name])) for name in names]
             axes.barh(names, values, left=left, color=color, label=label)
             left = [a + b for a, b in zip(left, values)]
         axes.set(xlim=(0, 100), xlabel="% of the students graded")
@@ -122,31 +124,32 @@ def class_report(out, settings):
     for row in cells:
         graded[row["student_id"], row["unit"]].append(row)
     units = [u for u in every_unit if any(unit == u for _, unit in graded)]  # graded so far
-    maxima = {u: max(sum(float(r["max_score"]) for r in rows) for (_, unit), rows in graded.items() if unit == u)
-              for u in units}
+    maxima = {u: max(sum(float(r["max_score"]) for r in rows) for (_, unit), rows in graded.items()
+                     if unit == u) for u in units}
 
     students, rejected, late, not_graded = [], [], [], []
     for row in grades:
+        student = row["student_id"]
         by_unit, other = _problems_by_unit(row["problems"], every_unit)
-        if other and not by_unit and not any((row["student_id"], u) in graded for u in units):
-            rejected.append({"student": row["student_id"], "why": other})
+        if other and not by_unit and not any((student, u) in graded for u in units):
+            rejected.append({"student": student, "why": other})
             continue
         scores = {u: float(row[u] or 0) for u in units}
-        missing = [u for u in units if (row["student_id"], u) not in graded]
+        missing = [u for u in units if (student, u) not in graded]
         for unit in units:
             for problem in by_unit.get(unit, []):
                 if problem.startswith("late by "):
-                    late.append({"student": row["student_id"], "unit": unit, "what": problem})
+                    late.append({"student": student, "unit": unit, "what": problem})
                     continue
                 review = "manual review" in problem or "manual grading" in problem
-                status = "not graded" if unit in missing else "needs review" if review else "graded, repaired"
-                not_graded.append({"student": row["student_id"], "unit": unit, "what": problem, "status": status})
+                status = STATUS[0] if unit in missing else STATUS[1] if review else STATUS[2]
+                not_graded.append({"student": student, "unit": unit, "what": problem, "status": status})
         total, possible = sum(scores.values()), sum(maxima.values())
         percent = 100 * total / possible if possible else 0.0
-        students.append({"student": row["student_id"], "scores": scores, "missing": missing, "percent": percent,
-                         "at_risk": percent < settings.at_risk_below or len(missing) >= settings.at_risk_missing})
-    not_graded.sort(key=lambda r: (["not graded", "needs review", "graded, repaired"].index(r["status"]),
-                                   r["unit"], r["student"]))
+        at_risk = percent < settings.at_risk_below or len(missing) >= settings.at_risk_missing
+        students.append({"student": student, "scores": scores, "missing": missing, "percent": percent,
+                         "at_risk": at_risk})
+    not_graded.sort(key=lambda r: (STATUS.index(r["status"]), r["unit"], r["student"]))
 
     mistakes = {}
     for row in sorted(cells, key=lambda r: (r["unit"], r["cell"], r["student_id"])):
@@ -154,10 +157,6 @@ def class_report(out, settings):
             key = row["unit"], row["cell"], row["mistake_key"]
             mistakes.setdefault(key, Mistake(row["unit"], row["cell"], row["mistake_key"], row["reason"]))
             mistakes[key].students.append(row["student_id"])
-    for mistake in mistakes.values():
-        first = mistake.students[0]
-        said = summary.messages(out / "autograded" / first / mistake.unit / f"{mistake.unit}.ipynb")
-        mistake.detail = said.get(mistake.cell, "")
 
     sections = []
     for unit in units:
@@ -167,24 +166,29 @@ def class_report(out, settings):
             marks = [(float(r["score"]), float(r["max_score"])) for r in rows if r["cell"] == cell]
             ranked = sorted((m for m in mistakes.values() if (m.unit, m.cell) == (unit, cell)),
                             key=lambda m: (-len(m.students), m.key))
+            shown = settings.mistakes_shown
+            for mistake in ranked[:shown]:
+                first = out / "autograded" / mistake.students[0] / unit / f"{unit}.ipynb"
+                mistake.detail = summary.messages(first).get(cell, "")
             exercises.append({"cell": cell, "name": summary.exercise(cell), "graded": len(marks),
-                              "full": sum(s >= m for s, m in marks), "zero": sum(s <= 0 < m for s, m in marks),
+                              "full": sum(s >= m for s, m in marks),
                               "partial": sum(0 < s < m for s, m in marks),
-                              "mistakes": ranked[:settings.mistakes_shown], "more": len(ranked[settings.mistakes_shown:])})
+                              "zero": sum(s <= 0 < m for s, m in marks),
+                              "mistakes": ranked[:shown], "more": len(ranked[shown:])})
         percents = [100 * s["scores"][unit] / maxima[unit] for s in students
                     if unit not in s["missing"] and maxima[unit]]
         sections.append({"unit": unit, "max": maxima[unit], "graded": len(percents),
                          "missing": sum(unit in s["missing"] for s in students),
                          "median": statistics.median(percents) if percents else 0.0,
                          "histogram": _histogram(percents, f"{unit}: {len(percents)} graded"),
-                         "shares": _shares([(e["name"], e["full"], e["partial"], e["zero"]) for e in exercises]),
+                         "shares": _shares({e["name"]: [e[mark] for mark, _ in MARKS] for e in exercises}),
                          "exercises": exercises})
     at_risk = sorted((s for s in students if s["at_risk"]), key=lambda s: (s["percent"], s["student"]))
     overall = _histogram([s["percent"] for s in students], "all units graded so far", settings.at_risk_below)
     return {"units": units, "maxima": maxima, "sections": sections, "students": students, "at_risk": at_risk,
             "late": late, "not_graded": not_graded, "rejected": rejected, "overall": overall,
             "mistakes": sorted(mistakes.values(), key=lambda m: (m.unit, m.cell, -len(m.students), m.key)),
-            "settings": settings, "feedback": lambda student, unit, cell: _feedback_link(out, student, unit, cell)}
+            "settings": settings, "feedback": lambda *where: _feedback_link(out, *where)}
 
 
 def _feedback_link(out, student, unit, cell):
