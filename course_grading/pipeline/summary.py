@@ -6,9 +6,11 @@ the cell and that line with every number replaced by '#', so "off by 50%" and "o
 cell_grades.csv, the class report (course_grading.tools.report) and FeedbackSummary all use them.
 """
 import html
+import json
 import re
 from pathlib import Path
 
+import nbformat
 from nbformat.v4 import new_raw_cell
 from nbgrader.preprocessors import NbGraderPreprocessor
 
@@ -42,7 +44,7 @@ def messages(path):
     path = Path(path)
     if not path.is_file():
         return {}
-    cells = samples.read(path).cells
+    cells = nbformat.from_dict(json.loads(path.read_text(encoding="utf-8"))).cells  # unvalidated: 50x faster
     return {samples.grade_id(cell): message(cell) for cell in cells if samples.is_test(cell)}
 
 
