@@ -65,6 +65,7 @@ def test_a_reason_is_the_first_line_and_its_key_has_no_numbers():
         mistake_key("test_dx", "dx: off by 3% of its size (x of shape (6, 4), eps 2.5e-06).") == \
         "test_dx: dx: off by #% of its size (x of shape (#, #), eps #)."
     assert mistake_key("test_W2", "W2 is wrong") == "test_W2: W2 is wrong"  # names keep their digits
+    assert mistake_key("test_f", "got <function f at 0x7f3a9c>") == "test_f: got <function f at #>"
     assert mistake_key("test_dx", "") == ""
 
 

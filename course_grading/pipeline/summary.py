@@ -2,7 +2,7 @@
 
 A test cell's reason is the first line of the first error it showed (a check's message without its
 `CheckFailed:`; other exceptions with their name), else of what it wrote to stderr; its mistake key is
-the cell and that line with every number replaced by '#', so "off by 50%" and "off by 3%" are one kind.
+the cell and that line with every number (and address) as '#', so "off by 50%" and "off by 3%" are one kind.
 cell_grades.csv, the class report (course_grading.tools.report) and FeedbackSummary all use them.
 """
 import html
@@ -17,7 +17,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from course_grading import samples
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?!\w)")
+NUMBER = re.compile(r"(?<![\w.])[-+]?(?:0x[0-9a-fA-F]+|\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?!\w)")
 CHECK_ERRORS = ("CheckFailed", "AssertionError")  # the message is the check's own words
 NO_MESSAGE = "lost points without an error message (see the cell's output)"
 
