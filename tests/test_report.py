@@ -20,6 +20,7 @@ from course_grading.pipeline.summary import mistake_key, reason
 UNITS = ("01_perceptron", "06_batchnorm")
 COURSE = str(Path(sys.executable).parent / "course")
 SAME = {"01_perceptron": ">= instead of > in predict", "06_batchnorm": "unbiased variance used to normalise"}
+SAME_CELLS = (("01_perceptron", "test_perceptron_predict"), ("06_batchnorm", "test_batchnorm_forward"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -50,9 +51,9 @@ def graded(tmp_path_factory):
         "fay": {first: samples.student_notebook(ROOT, first, solved=False), second: '{"cells": [{"cell_'},
     })
     (scratch / "subs" / "gil").mkdir()  # handed in nothing
-    (scratch / "subs" / "cat" / first / "timestamp.txt").write_text("2027-02-07 10:00:00 UTC\n")  # late by a day and 10 hours
-    run = subprocess.run([COURSE, "grade", scratch / "subs", "--out", scratch / "out", "--jobs", "2", "--units",
-                          *UNITS], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    (scratch / "subs" / "cat" / first / "timestamp.txt").write_text("2027-02-07 10:00:00 UTC\n")  # a day late
+    run = subprocess.run([COURSE, "grade", scratch / "subs", "--out", scratch / "out", "--jobs", "2",
+                          "--units", *UNITS], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"report:    {scratch / 'out' / 'report.html'}" in run.stdout
     return scratch / "out"
@@ -73,12 +74,13 @@ def test_cell_grades_keep_each_reason_and_mistakes_count_one_kind_per_key(graded
     cells = {(r["student_id"], r["cell"]): r for r in rows(graded / "cell_grades.csv")}
     assert all(r["reason"] == r["mistake_key"] == "" for r in cells.values() if r["score"] == r["max_score"])
     ben = cells["ben", "test_perceptron_predict"]
-    assert ben["score"] == "0" and ben["reason"].startswith("perceptron_predict(") and "\n" not in ben["reason"]
+    assert ben["score"] == "0" and ben["reason"].startswith("perceptron_predict(")
+    assert "\n" not in ben["reason"]
     assert ben["mistake_key"].startswith("test_perceptron_predict: ") and "#" in ben["mistake_key"]
     assert cells["fay", "test_perceptron_predict"]["reason"].endswith("still raises NotImplementedError).")
 
     mistakes = rows(graded / "mistakes.csv")
-    for unit, cell in (("01_perceptron", "test_perceptron_predict"), ("06_batchnorm", "test_batchnorm_forward")):
+    for unit, cell in SAME_CELLS:
         ranked = [m for m in mistakes if (m["unit"], m["cell"]) == (unit, cell)]
         top = ranked[0]
         assert (top["students"], top["student_ids"]) == ("3", "ben cat dan"), ranked
@@ -92,9 +94,9 @@ def test_cell_grades_keep_each_reason_and_mistakes_count_one_kind_per_key(graded
 def test_the_report_shows_each_exercise_its_commonest_mistake_first_with_histograms(graded):
     page = BeautifulSoup((graded / "report.html").read_text(), "html.parser")
     mistakes = {(m["unit"], m["cell"]): m for m in reversed(rows(graded / "mistakes.csv"))}  # the first wins
-    for unit, cell in (("01_perceptron", "test_perceptron_predict"), ("06_batchnorm", "test_batchnorm_forward")):
-        section = page.find(id=f"unit-{unit}")
-        assert len(section.find(class_="figures").find_all("img", src=lambda s: s.startswith("data:image/png"))) == 2
+    for unit, cell in SAME_CELLS:
+        figures = page.find(id=f"unit-{unit}").find(class_="figures")
+        assert len(figures.find_all("img", src=lambda s: s.startswith("data:image/png"))) == 2
         first = page.find(id=f"{unit}-{cell}").find(class_="mistake")
         assert first.find(class_="count").get_text() == "3 students"
         assert first.find(class_="message").get_text() == mistakes[unit, cell]["message"]
@@ -140,7 +142,8 @@ def test_feedback_opens_with_a_named_summary_linking_each_cell(graded):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 def test_the_pages_load_in_a_browser_without_errors(graded, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[dev])")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is not installed (pip install -e .[dev])")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page()

@@ -110,7 +110,7 @@ class FeedbackSummary(NbGraderPreprocessor):
                              "handed in after the due date"))
         if "score" in grades:
             rows.append(_row("head", "total", f"{grades['score']:g} / {grades['max_score']:g}", ""))
-        nb.cells.insert(0, new_raw_cell('<div class="course-summary" id="course-summary">' + "".join(rows) + "</div>",
-                                        metadata={"raw_mimetype": "text/html"}))
+        table = '<div class="course-summary" id="course-summary">' + "".join(rows) + "</div>"
+        nb.cells.insert(0, new_raw_cell(table, metadata={"raw_mimetype": "text/html"}))
         resources.setdefault("inlining", {}).setdefault("css", []).append(SUMMARY_CSS)
         return nb, resources
