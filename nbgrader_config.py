@@ -47,3 +47,15 @@ c.Autograde.autograde_preprocessors = [JudgedExecute, IgnorePattern, ClearMetada
 from course_grading.pipeline.feedback import CachedHTMLExporter  # noqa: E402
 
 c.GenerateFeedback.exporter_class = CachedHTMLExporter
+
+# Feedback opens with a summary: each exercise by name, its score and why it lost points, linked to its cell.
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import GetGrades  # noqa: E402
+
+from course_grading.pipeline.summary import FeedbackSummary  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, FeedbackSummary]
+
+# The class report (`course report`, after every `course grade`): who is at risk over the units graded so far.
+c.CourseReport.at_risk_below = 50.0   # percent of the points of the units graded so far
+c.CourseReport.at_risk_missing = 2    # ... or this many of those units not graded (missing, unreadable)

@@ -48,6 +48,21 @@ def cmd_grade(args):
         print(f"course grade: {error}", file=sys.stderr)
         return 2
     print(table(report))
+    return _report(report.out)
+
+
+def _report(out, **settings):
+    from course_grading.tools.report import ReportError, write_report
+
+    try:
+        print(f"report:    {write_report(out, **settings)}")
+    except ReportError as error:
+        print(f"course report: {error}", file=sys.stderr)
+        return 2
+
+
+def cmd_report(args):
+    return _report(args.out, at_risk_below=args.at_risk_below, at_risk_missing=args.at_risk_missing)
 
 
 def cmd_collect(args):
@@ -151,6 +166,14 @@ def parser():
     grade.add_argument("--units", nargs="*", default=(), help="grade only these units")
     grade.add_argument("--unsandboxed", action="store_true",
                        help="grade even where kernels cannot be sandboxed (trusted submissions only)")
+    report = command("report", cmd_report, "what the class got wrong: OUT/report.html (scores, commonest "
+                     "mistakes per exercise, late work, what was not graded, students at risk), "
+                     "OUT/mistakes.csv")
+    report.add_argument("out", type=Path, help="the folder `course grade` wrote")
+    report.add_argument("--at-risk-below", type=float, metavar="PERCENT",
+                        help="at risk below this percent of the points (default: nbgrader_config.py's, 50)")
+    report.add_argument("--at-risk-missing", type=int, metavar="N",
+                        help="at risk with N units not graded (default: nbgrader_config.py's, 2)")
     collect = command("collect", cmd_collect, "an LMS download (zip, or folder) into "
                       "SUBMISSIONS/<student>/<unit>/ for `course grade`; what cannot be placed is listed in "
                       "SUBMISSIONS/collect_report.csv")

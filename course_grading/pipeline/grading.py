@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from course_grading.pipeline import cluster, intake, sandbox
+from course_grading.pipeline import cluster, intake, sandbox, summary
 from course_grading import samples
 from course_grading.pipeline.cluster import GradingRefused
 from course_grading.pipeline.late import duedates
@@ -312,7 +312,7 @@ def cell_scores(gradebook, student, unit):
 
 def write_csvs(report, db_url):
     """grades.csv (a row per student: final score per unit, then raw total, late penalty, final total) and
-    cell_grades.csv (a row per graded test cell)."""
+    cell_grades.csv (a row per graded test cell, with the reason it lost points and the kind of mistake)."""
     from nbgrader.api import Gradebook, MissingEntry
 
     with open(report.grades_csv, "w", newline="") as f:
@@ -332,15 +332,18 @@ def write_csvs(report, db_url):
                              f"{sum(maxima):g}", why])
     with open(report.cells_csv, "w", newline="") as f, Gradebook(db_url) as gradebook:
         writer = csv.writer(f)
-        writer.writerow(["student_id", "unit", "cell", "score", "max_score"])
+        writer.writerow(["student_id", "unit", "cell", "score", "max_score", "reason", "mistake_key"])
         for student in report.students:
             for unit in report.units:
                 try:
                     cells = cell_scores(gradebook, student, unit)
                 except MissingEntry:
                     continue
+                said = summary.messages(report.out / "autograded" / student / unit / f"{unit}.ipynb")
                 for cell, (score, maximum) in sorted(cells.items()):
-                    writer.writerow([student, unit, cell, f"{score:g}", f"{maximum:g}"])
+                    why = summary.reason(said.get(cell, ""), score, maximum)
+                    writer.writerow([student, unit, cell, f"{score:g}", f"{maximum:g}", why,
+                                     summary.mistake_key(cell, why)])
 
 
 def _shown_url(url):

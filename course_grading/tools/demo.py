@@ -173,6 +173,7 @@ def run_demo(out, root=ROOT, jobs=2, progress=True, only=()):
     from course_grading.tools.verify import clean_notebook_problems, grading_problems, leak_problems
     from course_grading.tools.publish import publish
     from course_grading.pipeline.sandbox import available
+    from course_grading.tools.report import write_report
 
     out = Path(out).resolve()
     print(f"1/4 regenerating release/ from source/ ({len(course_units(root))} units)")
@@ -194,6 +195,7 @@ def run_demo(out, root=ROOT, jobs=2, progress=True, only=()):
     report = grade_class(submissions, out / "grading", jobs=jobs, root=root, only=only, progress=progress,
                          unsandboxed=bool(why_not))
     exported, notes = export(out / "grading", "canvas", roster, db_url=report.db_url, root=root)
+    class_report = write_report(out / "grading", root)
     print("4/4 verifying the course (solutions full marks, stubs zero, clean notebooks, no leaks)")
     problems = grading_problems(report, "ada_full_solution", "ben_unchanged_release")
     problems += clean_notebook_problems(root)
@@ -208,4 +210,5 @@ def run_demo(out, root=ROOT, jobs=2, progress=True, only=()):
     print(f"the same class from Moodle (a zip and a grading worksheet per unit): course collect {first_zip} "
           f"--from moodle --roster {moodle_roster} --worksheet {first_sheet} --to DIR")
     print(f"student edition: {out / 'student-edition'}")
+    print(f"what the class got wrong: {class_report}")
     return report, problems
