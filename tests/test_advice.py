@@ -19,7 +19,8 @@ pytestmark = pytest.mark.skipif(bool(sandbox.available()), reason=f"no sandbox h
 
 # the common mistakes of unit 08 (bank entry) and the cause their feedback must name
 CAUSES = {
-    "momentum with lr applied twice (buffer accumulates lr * dw)": ("test_sgd_momentum", "lr is applied twice"),
+    "momentum with lr applied twice (buffer accumulates lr * dw)": ("test_sgd_momentum",
+                                                                    "lr is applied twice"),
     "AdaGrad sums dw instead of dw**2": ("test_adagrad", "sum must accumulate dw**2, not dw"),
     "eps inside the square root (RMSProp)": ("test_rmsprop", "eps belongs outside the square root"),
     "Adam without bias correction": ("test_adam", "without the bias correction"),

@@ -226,7 +226,8 @@ _PAIRS = [Variant(f"forward {forward} x {backward}", cell="batchnorm_backward",
                   source=_WRONG_FORWARD.format(x_hat=x_hat, out=out, dx=dx, dgamma=dgamma),
                   breaks=() if backward == "right backward" else ("test_batchnorm_backward",),
                   says="" if backward == "right backward" else "They match none")
-          for forward, (x_hat, out) in _WRONG_FORWARDS.items() for backward, (dx, dgamma) in _BACKWARDS.items()]
+          for forward, (x_hat, out) in _WRONG_FORWARDS.items()
+          for backward, (dx, dgamma) in _BACKWARDS.items()]
 
 _F = "batchnorm_forward"
 _B = "batchnorm_backward"

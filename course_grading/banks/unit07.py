@@ -166,13 +166,15 @@ _PAIRS = [
     Variant("unscaled forward x unscaled backward", cell="dropout_backward",
             source=_DROPOUT_PAIR.format(scale=" * 1.0", dx="mask"), breaks=(_BWD,), says="dout / (1 - p)"),
     Variant("unscaled forward x backward dividing by p", cell="dropout_backward",
-            source=_DROPOUT_PAIR.format(scale=" * 1.0", dx="mask / p"), breaks=(_BWD,), says="dout / (1 - p)"),
+            source=_DROPOUT_PAIR.format(scale=" * 1.0", dx="mask / p"), breaks=(_BWD,),
+            says="dout / (1 - p)"),
     Variant("forward scaled by 1/p x backward reusing its scaled mask", cell="dropout_backward",
             source=_DROPOUT_PAIR.format(scale=" / p", dx="mask")),
     Variant("forward scaled by 1/p x backward scaling by 1/(1-p)", cell="dropout_backward",
             source=_DROPOUT_PAIR.format(scale=" / p", dx="(mask != 0) / (1.0 - p)")),
     Variant("forward scaled by 1/p x unscaled backward", cell="dropout_backward",
-            source=_DROPOUT_PAIR.format(scale=" / p", dx="(mask != 0)"), breaks=(_BWD,), says="dout / (1 - p)"),
+            source=_DROPOUT_PAIR.format(scale=" / p", dx="(mask != 0)"), breaks=(_BWD,),
+            says="dout / (1 - p)"),
 ]
 
 VARIANTS = [

@@ -28,7 +28,8 @@ def sgd(w, dw, config=None):
 '''),
     # ------------------------------------------------------------------ sgd_momentum
     Variant("momentum with lr applied twice (buffer accumulates lr * dw)", cell="sgd_momentum",
-            replace=(("buffer = config[\"momentum\"] * buffer + dw", "buffer = config[\"momentum\"] * buffer + config[\"lr\"] * dw"),),
+            replace=(("buffer = config[\"momentum\"] * buffer + dw",
+                      "buffer = config[\"momentum\"] * buffer + config[\"lr\"] * dw"),),
             breaks=(T_MOM, T_NEST), says="lr is applied twice"),
     Variant("momentum of the wrong sign", cell="sgd_momentum",
             replace=(("buffer = config[\"momentum\"] * buffer + dw", "buffer = dw - config[\"momentum\"] * buffer"),),

@@ -70,7 +70,8 @@ def min_norm_solution(Phi, y):
     Variant("lstsq truncated at rcond=1e-4", cell=MIN_NORM,
             replace=(("np.linalg.pinv(Phi) @ y", "np.linalg.lstsq(Phi, y, rcond=1e-4)[0]"),),
             breaks=(T_TALL, T_WIDE), says="1.5e-4"),
-    Variant("normal equations, primal for N >= p and dual for p > N (visible: dependent columns)", cell=MIN_NORM,
+    Variant("normal equations, primal for N >= p and dual for p > N (visible: dependent columns)",
+            cell=MIN_NORM,
             replace=(("np.linalg.pinv(Phi) @ y", "np.linalg.solve(Phi.T @ Phi, Phi.T @ y) if Phi.shape[0] >= "
                       "Phi.shape[1] else Phi.T @ np.linalg.solve(Phi @ Phi.T, y)"),),
             breaks=(T_WIDE,), says="dependent columns"),

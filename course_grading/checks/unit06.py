@@ -284,7 +284,8 @@ def check_batchnorm_backward(batchnorm_forward, batchnorm_backward):
         if constant:
             extra += " Column 0 of this batch is constant (variance 0): eps keeps the division finite."
         _close(dbeta, ref_dbeta, f"dbeta {shapes}", hint="dbeta: dout summed over the batch." + extra)
-        dx, dgamma = as_array(dx, f"dx {shapes}").astype(float), as_array(dgamma, f"dgamma {shapes}").astype(float)
+        dx = as_array(dx, f"dx {shapes}").astype(float)
+        dgamma = as_array(dgamma, f"dgamma {shapes}").astype(float)
         # the gradient at these inputs: what a right backward gives from a cache of the true intermediates
         failure = (_fails(dgamma, ref_dgamma, f"dgamma {shapes}", hint=_DGAMMA_HINT + extra)
                    or _fails(dx, ref_dx, f"dx {shapes}", hint=_DX_HINT + extra))
@@ -298,7 +299,8 @@ def check_batchnorm_backward(batchnorm_forward, batchnorm_backward):
             own_dx, own_dgamma, informative = own
             # 0.1 % of each column's size: the cache's statistics may differ from the fitted ones by eps
             size = np.maximum(np.abs(own_dx).max(axis=0), 1e-12)
-            if (np.allclose(dgamma, own_dgamma, rtol=1e-6, atol=1e-9 * max(1.0, float(np.abs(own_dgamma).max())))
+            atol = 1e-9 * max(1.0, float(np.abs(own_dgamma).max()))
+            if (np.allclose(dgamma, own_dgamma, rtol=1e-6, atol=atol)
                     and np.all((np.abs(dx - own_dx).max(axis=0) <= 1e-3 * size)[informative])):
                 continue
         if _matches_own_forward(batchnorm_forward, x, gamma, beta, eps, dout, dx, dgamma, rng):

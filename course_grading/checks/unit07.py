@@ -173,7 +173,8 @@ def check_dropout_forward(dropout_forward):
 def _dropout_gradient(x, out, dout, p, dx):
     """What dx must be after this forward: dout / (1 - p) on the entries the forward kept (0 elsewhere), or
     the derivative of the student's own forward where that forward scales its kept entries some other way
-    (its cells grade that). An unscaled backward after an unscaled forward is the same slip twice: it loses."""
+    (its cells grade that). An unscaled backward after an unscaled forward is the same slip twice: it
+    loses."""
     kept = out != 0
     own = dout * (out / x)
     scaled = not np.allclose(out[kept], x[kept], rtol=1e-12, atol=0)
@@ -203,8 +204,8 @@ def check_dropout_backward(dropout_forward, dropout_backward):
                               f"{int(dropped.sum())} entries the forward pass dropped. The backward pass "
                               f"must reuse the forward's mask (keep it in the cache), not draw a new one.")
         expect_close(dx, _dropout_gradient(x, out, dout, p, dx), what, rtol=1e-10, atol=0,
-                     hint="Where the forward kept an entry, dx must be dout / (1 - p) (0 where it dropped one): "
-                          "the forward's mask from the cache, scaled by 1 / (1 - p) like inverted dropout.")
+                     hint="Where the forward kept an entry, dx must be dout / (1 - p) (0 where it dropped "
+                          "one): the mask from the cache, scaled by 1 / (1 - p) (inverted dropout).")
         _unchanged(dout_copy, dout, "dout")
 
     for seed, (shape, p) in enumerate([((5, 3), 0.5), ((1, 7), 0.9)]):

@@ -155,8 +155,8 @@ def _run_rule(fn, rule, hyper, seed, shape):
             cause = ""
             if key == "momentum_buffer" and value.shape == np.shape(ref_state[key]) and np.allclose(
                     value, -lr * np.asarray(ref_state[key]), rtol=1e-7, atol=1e-12):
-                cause = ("Your buffer is the velocity v = -lr * momentum_buffer (the CS231n form): store torch's "
-                         "momentum_buffer instead, or convert (momentum_buffer = -v / lr). ")
+                cause = ("Your buffer is the velocity v = -lr * momentum_buffer (the CS231n form): store "
+                         "torch's momentum_buffer instead, or convert (momentum_buffer = -v / lr). ")
             _close(value, ref_state[key], f"config[{key!r}] after step {t + 1} ({call})",
                    hint=f"{cause}It must equal torch's state {key!r}. {_WORDS[rule]}")
         w = np.array(next_w, dtype=float)
@@ -174,24 +174,25 @@ def _cause(rule, hyper, w, dw, next_w, config, ref_state, first):
 
     with np.errstate(all="ignore"):
         try:
-            if rule == "sgd_momentum" and close(state.get("momentum_buffer", np.nan), lr * ref_state["momentum_buffer"]):
-                return ("lr is applied twice: the buffer accumulates dw itself (momentum * buffer + dw), and lr "
-                        "scales only the step. ")
+            buffer = state.get("momentum_buffer", np.nan)
+            if rule == "sgd_momentum" and close(buffer, lr * ref_state["momentum_buffer"]):
+                return ("lr is applied twice: the buffer accumulates dw itself (momentum * buffer + dw), and "
+                        "lr scales only the step. ")
             if rule == "adagrad" and first and close(state.get("sum", np.nan), dw):
                 return "sum must accumulate dw**2, not dw. "
             if rule in ("adagrad", "rmsprop"):
-                total = np.asarray(state.get("sum" if rule == "adagrad" else "square_avg", np.nan), dtype=float)
+                name = "sum" if rule == "adagrad" else "square_avg"
+                total = np.asarray(state.get(name, np.nan), dtype=float)
                 if close(next_w, w - lr * dw / np.sqrt(total + eps)):
-                    return "eps belongs outside the square root: sqrt(" + ("sum" if rule == "adagrad" else
-                                                                           "square_avg") + ") + eps. "
+                    return f"eps belongs outside the square root: sqrt({name}) + eps. "
             if rule == "adam":
                 m, v = (np.asarray(state.get(k, np.nan), dtype=float) for k in ("exp_avg", "exp_avg_sq"))
                 if close(next_w, w - lr * m / (np.sqrt(v) + eps)):
                     return ("exp_avg and exp_avg_sq are used without the bias correction: divide them by "
                             "(1 - beta**step). ")
                 if first and (state.get("step") == 0 or not np.all(np.isfinite(next_w))):
-                    return ("step counts the calls, so it is 1 on the first call (increment it before the bias "
-                            "correction): with step 0, 1 - beta**step is 0. ")
+                    return ("step counts the calls, so it is 1 on the first call (increment it before the "
+                            "bias correction): with step 0, 1 - beta**step is 0. ")
         except (TypeError, ValueError):  # a state of the wrong kind: the checks below name it
             return ""
     return ""

@@ -34,7 +34,8 @@ from nbgrader.preprocessors import Execute
 def _hidden_check_calls(source):
     """The calls hidden_check("unitNN.check_x", ...) in a test cell's source."""
     return [node for node in ast.walk(remote._parse(source))
-            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "hidden_check"
+            if isinstance(node, ast.Call)
+            and getattr(node.func, "id", getattr(node.func, "attr", "")) == "hidden_check"
             and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)]
 
 
@@ -58,12 +59,12 @@ def diagnosis_code(source, names):
 
 SKIPPED = ("{check}: further checks were skipped because a check above failed; this cell earns no points "
            "until it passes.")
-NOT_REACHED = ("{check}: the hidden check never reached the grader, although the cell ran to its end (the call "
-               "to the grader was changed or replaced); this cell earns no points.")
+NOT_REACHED = ("{check}: the hidden check never reached the grader, although the cell ran to its end (the "
+               "call to the grader was changed or replaced); this cell earns no points.")
 DIAGNOSIS = ("{check}: a check above failed, so this cell earns no points. The hidden checks, run for their "
              "advice only, say: {message}")
-DIAGNOSIS_PASSED = ("{check}: a check above failed, so this cell earns no points; the hidden checks, run for their "
-                    "advice only, found nothing more to report.")
+DIAGNOSIS_PASSED = ("{check}: a check above failed, so this cell earns no points; the hidden checks, run for "
+                    "their advice only, found nothing more to report.")
 
 
 def _stopped_by_error(cell):
@@ -313,7 +314,7 @@ class JudgedExecute(Execute):
         return cell, resources
 
     def _diagnose(self, cell, index, names):
-        """{check: verdict} of the hidden checks `names` run once more after a visible check stopped the cell."""
+        """{check: verdict} of the hidden checks `names`, run again after a visible check stopped the cell."""
         code = diagnosis_code(cell.source, names)
         if not code:
             return {}

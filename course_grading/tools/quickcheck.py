@@ -56,7 +56,8 @@ def _diagnosis(source, namespace):
     for node in judge._hidden_check_calls(source):
         name, check = node.args[0].value, node.args[0].value.split(".")[-1]
         try:
-            objects = [eval(compile(ast.Expression(arg), "<diagnosis>", "eval"), namespace) for arg in node.args[1:]]
+            objects = [eval(compile(ast.Expression(arg), "<diagnosis>", "eval"), namespace)
+                       for arg in node.args[1:]]
         except Exception:  # noqa: BLE001 - the cell's names are undefined: the grader's kernel fails alike
             text += "\n" + judge.SKIPPED.format(check=check)
             continue
