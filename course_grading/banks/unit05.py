@@ -160,6 +160,13 @@ VARIANTS = [
     Variant("gain inline, fan from a dict, default_rng(rng)", cell="kaiming_uniform",
             source=_KAIMING_UNIFORM_INLINE_GAIN),
     # kaiming_normal
+    Variant("negative slope a ignored (kaiming_normal)", cell="kaiming_normal",
+            replace=(("calculate_gain(nonlinearity, a)", "calculate_gain(nonlinearity)"),),
+            breaks=("test_kaiming_normal",), says="a=0.5"),
+    Variant("xavier_normal on a fixed seed of its own (rng ignored)", cell="xavier_normal",
+            replace=(("rng = np.random.default_rng() if rng is None else rng",
+                      "rng = np.random.default_rng(0)"),),
+            breaks=("test_xavier_normal",), says="seeds 7 and 8"),
     Variant("fan_out instead of fan_in", cell="kaiming_normal",
             replace=(('fan = fan_in if mode == "fan_in" else fan_out', 'fan = fan_out if mode == "fan_in" else fan_in'),),
             breaks=("test_kaiming_normal",), says="standard deviation"),

@@ -186,6 +186,49 @@ def batchnorm_backward(dout, cache):
 '''
 _TEXTBOOK_DX = "(n * g - g.sum(axis=0) - x_hat * (g * x_hat).sum(axis=0)) / (n * np.sqrt(var + eps))"
 
+# Any wrong forward x any backward: a right backward keeps the backward cell wherever the cache holds the
+# true intermediate values (or its formula runs on the forward's own x_hat); a wrong one loses it.
+_WRONG_FORWARD = '''
+def batchnorm_forward(x, gamma, beta, bn_param):
+    eps = bn_param.get("eps", 1e-5)
+    momentum = bn_param.get("momentum", 0.1)
+    n, d = x.shape
+    bn_param.setdefault("running_mean", np.zeros(d))
+    bn_param.setdefault("running_var", np.ones(d))
+    if bn_param["mode"] == "train":
+        mu, var = x.mean(axis=0), x.var(axis=0)
+        bn_param["running_mean"] = (1 - momentum) * bn_param["running_mean"] + momentum * mu
+        bn_param["running_var"] = (1 - momentum) * bn_param["running_var"] + momentum * var * n / (n - 1)
+    else:
+        mu, var = bn_param["running_mean"], bn_param["running_var"]
+    x_hat = {x_hat}
+    return {out}, (x, mu, var, eps, gamma, x_hat)
+
+
+def batchnorm_backward(dout, cache):
+    x, mu, var, eps, gamma, x_hat = cache
+    n = dout.shape[0]
+    g = dout * gamma
+    dx = {dx}
+    return dx, {dgamma}, dout.sum(axis=0)
+'''
+_CENTRED = "(x - mu) / np.sqrt(var + eps)"
+_WRONG_FORWARDS = {"gamma and beta swapped": (_CENTRED, "beta * x_hat + gamma"),
+                   "no gamma (x_hat + beta)": (_CENTRED, "x_hat + beta"),
+                   "no beta (gamma * x_hat)": (_CENTRED, "gamma * x_hat"),
+                   "mean not subtracted": ("x / np.sqrt(var + eps)", "gamma * x_hat + beta")}
+_BACKWARDS = {"right backward": (_TEXTBOOK_DX, "(dout * x_hat).sum(axis=0)"),
+              "dgamma = 0": (_TEXTBOOK_DX, "np.zeros_like(gamma)"),
+              "dgamma from x": (_TEXTBOOK_DX, "(dout * x).sum(axis=0)"),
+              "dx without the variance path": ("(g - g.mean(axis=0)) / np.sqrt(var + eps)",
+                                               "(dout * x_hat).sum(axis=0)")}
+_PAIRS = [Variant(f"forward {forward} x {backward}", cell="batchnorm_backward",
+                  source=_WRONG_FORWARD.format(x_hat=x_hat, out=out, dx=dx, dgamma=dgamma),
+                  breaks=() if backward == "right backward" else ("test_batchnorm_backward",),
+                  says="" if backward == "right backward" else "They match none")
+          for forward, (x_hat, out) in _WRONG_FORWARDS.items()
+          for backward, (dx, dgamma) in _BACKWARDS.items()]
+
 _F = "batchnorm_forward"
 _B = "batchnorm_backward"
 _T_FWD, _T_RUN, _T_EVAL, _T_BWD = ("test_batchnorm_forward", "test_batchnorm_running_stats",
@@ -307,4 +350,4 @@ VARIANTS = [
         bn_param["running_var"] += momentum * x.var(axis=0, ddof=1)'''),)),
     Variant("forward with setdefault and sums", cell=_F, source=_DICT_CACHE_PAIR.split("\n\ndef batchnorm_backward")[0]
             .replace('{"x_hat": x_hat, "inv_std": inv_std, "gamma": gamma}', "(x, mu, var, eps, gamma, x_hat)")),
-]
+] + _PAIRS

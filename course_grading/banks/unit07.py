@@ -143,6 +143,40 @@ class EarlyStopping:
         return False
 '''
 
+# A wrong forward x a backward (the backward cell redefines the forward, as a student's later cell can):
+# the backward keeps its points when it scales the forward's kept entries by 1 / (1 - p), or reuses the
+# forward's own scaled mask; an unscaled backward loses them whatever the forward did.
+_DROPOUT_PAIR = '''
+def dropout_forward(x, p, mode, rng):
+    if mode != "train":
+        return x.copy(), (None, mode, p)
+    keep = rng.random(x.shape) >= p
+    return x * keep{scale}, (keep{scale}, mode, p)
+
+
+def dropout_backward(dout, cache):
+    mask, mode, p = cache
+    if mode != "train":
+        return dout.copy()
+    return dout * {dx}
+'''
+_PAIRS = [
+    Variant("unscaled forward x backward scaling the kept entries by 1/(1-p)", cell="dropout_backward",
+            source=_DROPOUT_PAIR.format(scale=" * 1.0", dx="(mask != 0) / (1.0 - p)")),
+    Variant("unscaled forward x unscaled backward", cell="dropout_backward",
+            source=_DROPOUT_PAIR.format(scale=" * 1.0", dx="mask"), breaks=(_BWD,), says="dout / (1 - p)"),
+    Variant("unscaled forward x backward dividing by p", cell="dropout_backward",
+            source=_DROPOUT_PAIR.format(scale=" * 1.0", dx="mask / p"), breaks=(_BWD,),
+            says="dout / (1 - p)"),
+    Variant("forward scaled by 1/p x backward reusing its scaled mask", cell="dropout_backward",
+            source=_DROPOUT_PAIR.format(scale=" / p", dx="mask")),
+    Variant("forward scaled by 1/p x backward scaling by 1/(1-p)", cell="dropout_backward",
+            source=_DROPOUT_PAIR.format(scale=" / p", dx="(mask != 0) / (1.0 - p)")),
+    Variant("forward scaled by 1/p x unscaled backward", cell="dropout_backward",
+            source=_DROPOUT_PAIR.format(scale=" / p", dx="(mask != 0)"), breaks=(_BWD,),
+            says="dout / (1 - p)"),
+]
+
 VARIANTS = [
     # dropout_forward
     Variant("dropout scaled in eval", cell="dropout_forward",
@@ -154,7 +188,7 @@ VARIANTS = [
     Variant("no inverted scaling", cell="dropout_forward",
             replace=(("mask = (rng.random(x.shape) >= p) / (1.0 - p)",
                       "mask = (rng.random(x.shape) >= p) * 1.0"),),
-            breaks=(_FWD,), says="1 / (1 - p)"),
+            breaks=(_FWD, _BWD), says="1 / (1 - p)"),
     Variant("scaling by p instead of 1-p", cell="dropout_forward",
             replace=(("/ (1.0 - p)", "/ p"),), breaks=(_FWD,), says="1 / (1 - p)"),
     Variant("mask from np.random instead of rng", cell="dropout_forward", source=_DROPOUT_GLOBAL_RANDOM,
@@ -230,4 +264,4 @@ VARIANTS = [
     Variant("L2 with a loop and np.vdot", cell="l2_penalty", source=_L2_LOOP),
     Variant("L1 sign with np.where", cell="l1_penalty", source=_L1_WHERE),
     Variant("EarlyStopping storing the loss history", cell="EarlyStopping", source=_ES_HISTORY),
-]
+] + _PAIRS

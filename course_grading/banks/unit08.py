@@ -27,6 +27,10 @@ def sgd(w, dw, config=None):
     return w, config
 '''),
     # ------------------------------------------------------------------ sgd_momentum
+    Variant("momentum with lr applied twice (buffer accumulates lr * dw)", cell="sgd_momentum",
+            replace=(("buffer = config[\"momentum\"] * buffer + dw",
+                      "buffer = config[\"momentum\"] * buffer + config[\"lr\"] * dw"),),
+            breaks=(T_MOM, T_NEST), says="lr is applied twice"),
     Variant("momentum of the wrong sign", cell="sgd_momentum",
             replace=(("buffer = config[\"momentum\"] * buffer + dw", "buffer = dw - config[\"momentum\"] * buffer"),),
             breaks=(T_MOM, T_NEST), says="w after step 2"),
@@ -50,7 +54,7 @@ def sgd_momentum(w, dw, config=None):
     if config["nesterov"]:
         return w + config["momentum"] * v - config["lr"] * dw, config
     return w + v, config
-''', breaks=(T_MOM, T_NEST), says="config['momentum_buffer']"),
+''', breaks=(T_MOM, T_NEST), says="velocity v = -lr * momentum_buffer"),
     Variant("momentum default 0 (torch's) instead of the course's 0.9", cell="sgd_momentum",
             replace=(("config.setdefault(\"momentum\", 0.9)", "config.setdefault(\"momentum\", 0.0)"),),
             breaks=(T_MOM, T_NEST), says="config['momentum']"),
@@ -84,7 +88,9 @@ def sgd_momentum(w, dw, config=None):
             breaks=(T_ADAGRAD,), says="w after step 2"),
     Variant("eps inside the square root (AdaGrad)", cell="adagrad",
             replace=(("(np.sqrt(config[\"sum\"]) + config[\"eps\"])", "np.sqrt(config[\"sum\"] + config[\"eps\"])"),),
-            breaks=(T_ADAGRAD,), says="eps"),
+            breaks=(T_ADAGRAD,), says="eps belongs outside the square root"),
+    Variant("AdaGrad sums dw instead of dw**2", cell="adagrad",
+            replace=(("+ dw ** 2", "+ dw"),), breaks=(T_ADAGRAD,), says="sum must accumulate dw**2, not dw"),
     Variant("AdaGrad sums |dw| instead of dw**2", cell="adagrad",
             replace=(("+ dw ** 2", "+ np.abs(dw)"),),
             breaks=(T_ADAGRAD,), says="w after step 1"),
@@ -108,7 +114,7 @@ def adagrad(w, dw, config=None):
             breaks=(T_RMS,), says="w after step 1"),
     Variant("eps inside the square root (RMSProp)", cell="rmsprop",
             replace=(("(np.sqrt(square_avg) + config[\"eps\"])", "np.sqrt(square_avg + config[\"eps\"])"),),
-            breaks=(T_RMS,), says="eps"),
+            breaks=(T_RMS,), says="eps belongs outside the square root"),
     Variant("RMSProp hyper-parameters read but not stored in config", cell="rmsprop", source='''
 def rmsprop(w, dw, config=None):
     config = {} if config is None else config
@@ -130,7 +136,12 @@ def rmsprop(w, dw, config=None):
     Variant("Adam without bias correction", cell="adam",
             replace=(("m_hat = config[\"exp_avg\"] / (1 - beta1 ** t)", "m_hat = config[\"exp_avg\"]"),
                      ("v_hat = config[\"exp_avg_sq\"] / (1 - beta2 ** t)", "v_hat = config[\"exp_avg_sq\"]")),
-            breaks=(T_ADAM,), says="w after step 1"),
+            breaks=(T_ADAM,), says="without the bias correction"),
+    Variant("Adam step starting at 0 (incremented after use)", cell="adam",
+            replace=(("    config[\"step\"] = config.get(\"step\", 0) + 1\n    t = config[\"step\"]\n",
+                      "    t = config.setdefault(\"step\", 0)\n"),
+                     ("    next_w = w - config", "    config[\"step\"] += 1\n    next_w = w - config")),
+            breaks=(T_ADAM,), says="1 on the first call"),
     Variant("Adam bias correction of the first moment only", cell="adam",
             replace=(("v_hat = config[\"exp_avg_sq\"] / (1 - beta2 ** t)", "v_hat = config[\"exp_avg_sq\"]"),),
             breaks=(T_ADAM,), says="w after step 1"),
@@ -183,7 +194,7 @@ def clip_grad_norm(grads, max_norm):
         norm = np.sqrt(np.sum(g ** 2))
         clipped.append(g * (max_norm / (norm + 1e-6)) if norm > max_norm else g)
     return clipped, total_norm
-''', breaks=(T_CLIP,), says="every gradient scaled"),
+''', breaks=(T_CLIP,), says="ONE factor"),
     Variant("clip without torch's eps: max_norm / total_norm", cell="clip_grad_norm",
             replace=(("max_norm / (total_norm + 1e-6)", "max_norm / total_norm"),),
             breaks=(T_CLIP,), says="eps"),

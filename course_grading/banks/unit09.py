@@ -61,6 +61,20 @@ def min_norm_solution(Phi, y):
     Variant("wrong shape: w as a column", cell=MIN_NORM,
             replace=(("np.linalg.pinv(Phi) @ y", "np.linalg.pinv(Phi) @ y.reshape(-1, 1)"),),
             breaks=(T_TALL, T_WIDE), says="shape"),
+    Variant("pinv truncated at rcond=1e-4", cell=MIN_NORM,
+            replace=(("np.linalg.pinv(Phi)", "np.linalg.pinv(Phi, rcond=1e-4)"),),
+            breaks=(T_TALL, T_WIDE), says="1.5e-4"),
+    Variant("pinv truncated at rcond=5e-4", cell=MIN_NORM,
+            replace=(("np.linalg.pinv(Phi)", "np.linalg.pinv(Phi, rcond=5e-4)"),),
+            breaks=(T_TALL, T_WIDE), says="1.5e-4"),
+    Variant("lstsq truncated at rcond=1e-4", cell=MIN_NORM,
+            replace=(("np.linalg.pinv(Phi) @ y", "np.linalg.lstsq(Phi, y, rcond=1e-4)[0]"),),
+            breaks=(T_TALL, T_WIDE), says="1.5e-4"),
+    Variant("normal equations, primal for N >= p and dual for p > N (visible: dependent columns)",
+            cell=MIN_NORM,
+            replace=(("np.linalg.pinv(Phi) @ y", "np.linalg.solve(Phi.T @ Phi, Phi.T @ y) if Phi.shape[0] >= "
+                      "Phi.shape[1] else Phi.T @ np.linalg.solve(Phi @ Phi.T, y)"),),
+            breaks=(T_WIDE,), says="dependent columns"),
     Variant("lstsq with rcond=None", cell=MIN_NORM,
             replace=(("np.linalg.pinv(Phi) @ y", "np.linalg.lstsq(Phi, y, rcond=None)[0]"),)),
     Variant("SVD with a relative cut-off", cell=MIN_NORM, source='''
@@ -148,6 +162,44 @@ def ridge_solution(Phi, y, lam):
     Variant("NaN: training errors never stored", cell=CURVE,
             replace=(("train_mse = np.zeros(len(feature_counts))", "train_mse = np.full(len(feature_counts), np.nan)"),),
             breaks=(T_CURVE,), says="nan"),
+    Variant("the last draw only (errors overwritten, not averaged)", cell=CURVE,
+            replace=(("train_mse[k] += np.mean((Phi_train @ w - y_train) ** 2) / N_DRAWS",
+                      "train_mse[k] = np.mean((Phi_train @ w - y_train) ** 2)"),
+                     ("test_mse[k] += np.mean((Phi_test @ w - y_test) ** 2) / N_DRAWS",
+                      "test_mse[k] = np.mean((Phi_test @ w - y_test) ** 2)")),
+            breaks=(T_CURVE,), says="averaged"),
+    Variant("errors summed over the draws", cell=CURVE,
+            replace=((") ** 2) / N_DRAWS", ") ** 2)"),), breaks=(T_CURVE,), says="averaged"),
+    Variant("loops swapped (draws outside, counts inside)", cell=CURVE, source='''
+def double_descent_curve(X_train, y_train, X_test, y_test, feature_counts, seed=0):
+    rng = np.random.default_rng(seed)
+    d = X_train.shape[1]
+    train_mse, test_mse = np.zeros(len(feature_counts)), np.zeros(len(feature_counts))
+    for _ in range(N_DRAWS):
+        for k, p in enumerate(feature_counts):
+            W = rng.standard_normal((d, p)) / np.sqrt(d)
+            Phi_train, Phi_test = random_relu_features(X_train, W), random_relu_features(X_test, W)
+            w = min_norm_solution(Phi_train, y_train)
+            train_mse[k] += np.mean((Phi_train @ w - y_train) ** 2) / N_DRAWS
+            test_mse[k] += np.mean((Phi_test @ w - y_test) ** 2) / N_DRAWS
+    return train_mse, test_mse
+''', breaks=(T_CURVE,), says="outer loop"),
+    Variant("median over the draws", cell=CURVE, source='''
+def double_descent_curve(X_train, y_train, X_test, y_test, feature_counts, seed=0):
+    rng = np.random.default_rng(seed)
+    d = X_train.shape[1]
+    train_mse, test_mse = [], []
+    for p in feature_counts:
+        errors = []
+        for _ in range(N_DRAWS):
+            W = rng.standard_normal((d, p)) / np.sqrt(d)
+            Phi_train, Phi_test = random_relu_features(X_train, W), random_relu_features(X_test, W)
+            w = min_norm_solution(Phi_train, y_train)
+            errors.append((np.mean((Phi_train @ w - y_train) ** 2), np.mean((Phi_test @ w - y_test) ** 2)))
+        train_mse.append(np.median([e[0] for e in errors]))
+        test_mse.append(np.median([e[1] for e in errors]))
+    return np.array(train_mse), np.array(test_mse)
+''', breaks=(T_CURVE,), says="median"),
     Variant("W unscaled (the minimum-norm fit does not care)", cell=CURVE,
             replace=(("rng.standard_normal((d, p)) / np.sqrt(d)", "rng.standard_normal((d, p))"),)),
     Variant("lists of draws, rng.normal and lstsq inline", cell=CURVE, source='''

@@ -170,6 +170,19 @@ def check_dropout_forward(dropout_forward):
                           f"a fresh mask from rng (which advances as it is used).")
 
 
+def _dropout_gradient(x, out, dout, p, dx):
+    """What dx must be after this forward: dout / (1 - p) on the entries the forward kept (0 elsewhere), or
+    the derivative of the student's own forward where that forward scales its kept entries some other way
+    (its cells grade that). An unscaled backward after an unscaled forward is the same slip twice: it
+    loses."""
+    kept = out != 0
+    own = dout * (out / x)
+    scaled = not np.allclose(out[kept], x[kept], rtol=1e-12, atol=0)
+    if scaled and np.allclose(dx, own, rtol=1e-10, atol=0):
+        return own
+    return np.where(kept, dout / (1 - p), 0.0)
+
+
 @hidden_check(numpy_only=True)
 def check_dropout_backward(dropout_forward, dropout_backward):
     cases = [((1, 1), 0.5), ((6, 4), 0.3), ((50, 40), 0.6), ((3, 4, 5), 0.95), ((200,), 0.1),
@@ -190,10 +203,9 @@ def check_dropout_backward(dropout_forward, dropout_backward):
             raise CheckFailed(f"{what}: dx is not zero at {int(np.sum(dx[dropped] != 0))} of the "
                               f"{int(dropped.sum())} entries the forward pass dropped. The backward pass "
                               f"must reuse the forward's mask (keep it in the cache), not draw a new one.")
-        expected = dout * (out / x)  # the derivative of what this forward pass did, entry by entry
-        expect_close(dx, expected, what, rtol=1e-10, atol=0,
-                     hint="Where the forward kept an entry (out = x / (1 - p)), dx must be dout / (1 - p): "
-                          "the same mask and the same scale as the forward.")
+        expect_close(dx, _dropout_gradient(x, out, dout, p, dx), what, rtol=1e-10, atol=0,
+                     hint="Where the forward kept an entry, dx must be dout / (1 - p) (0 where it dropped "
+                          "one): the mask from the cache, scaled by 1 / (1 - p) (inverted dropout).")
         _unchanged(dout_copy, dout, "dout")
 
     for seed, (shape, p) in enumerate([((5, 3), 0.5), ((1, 7), 0.9)]):
@@ -304,14 +316,14 @@ def check_l1_penalty(l1_penalty):
 # early stopping
 # ---------------------------------------------------------------------------------------------
 def _reference_steps(losses, patience, min_delta):
-    """[(stop, best_epoch)] after each step, up to and including the first stop."""
+    """[(stop, best_epoch, best loss)] after each step, up to and including the first stop."""
     best, best_epoch, waited, steps = np.inf, None, 0, []
     for epoch, loss in enumerate(losses):
         if loss < best - min_delta:
             best, best_epoch, waited = loss, epoch, 0
         else:
             waited += 1
-        steps.append((waited >= patience, best_epoch))
+        steps.append((waited >= patience, best_epoch, best))
         if waited >= patience:
             break
     return steps
@@ -364,8 +376,12 @@ def _run_curve(EarlyStopping, label, patience, min_delta, losses, default_min_de
     else:
         stopper = student_call(EarlyStopping, patience, min_delta=min_delta, what=made)
     shown = ", ".join(f"{v:.4g}" for v in losses)
-    for epoch, (stop, best_epoch) in enumerate(_reference_steps(losses, patience, min_delta)):
+    previous_best = np.inf
+    for epoch, (stop, best_epoch, best) in enumerate(_reference_steps(losses, patience, min_delta)):
         what = f"{made}, on {label} [{shown}]: step(val_loss={losses[epoch]:.4g}) at epoch {epoch}"
+        bar = (f" Before this step best was {previous_best:.4g}, so only a loss below best - min_delta = "
+               f"{previous_best - min_delta:.4g} improves; after it best is {best:.4g} (epoch {best_epoch}).")
+        previous_best = best
         got = _as_stop(student_call(stopper.step, losses[epoch], what=what), what)
         if got != stop:
             if stop:
@@ -374,12 +390,12 @@ def _run_curve(EarlyStopping, label, patience, min_delta, losses, default_min_de
             else:
                 why = ("it should go on: fewer than patience steps since the last improvement "
                        "(an improvement resets the count).")
-            raise CheckFailed(f"{what} returned {got}; {why}")
+            raise CheckFailed(f"{what} returned {got}; {why}{bar}")
         got_epoch = _as_epoch(getattr(stopper, "best_epoch"), f"best_epoch after {what}")
         if got_epoch != best_epoch:
             raise CheckFailed(f"best_epoch after {what} is {got_epoch}, expected {best_epoch}: the 0-based "
                               f"index of the step whose loss was the last improvement "
-                              f"(loss < best - min_delta).")
+                              f"(loss < best - min_delta).{bar}")
 
 
 @hidden_check(numpy_only=True)

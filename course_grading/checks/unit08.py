@@ -141,8 +141,9 @@ def _run_rule(fn, rule, hyper, seed, shape):
             _expect_hyper(rule, config, hyper, f"{call}, after step 1")
         ref_w, ref_state = reference[t]
         next_w = as_array(next_w, f"next_w of {call}, step {t + 1}")
+        cause = _cause(rule, {**_DEFAULTS[rule], **(hyper or {})}, w, dw, next_w, config, ref_state, t == 0)
         _close(next_w, ref_w, f"w after step {t + 1} of {_STEPS} ({call})",
-               hint=f"Expected torch.optim's update: {_WORDS[rule]}")
+               hint=f"{cause}Expected torch.optim's update: {_WORDS[rule]}")
         for key in _STATE[rule]:
             if key == "momentum_buffer" and key not in ref_state:
                 continue
@@ -150,9 +151,51 @@ def _run_rule(fn, rule, hyper, seed, shape):
                 raise CheckFailed(f"{call}, after step {t + 1}: config has no key {key!r}. Keep the rule's "
                                   f"state in config under torch's name {key!r}.")
             value = as_array(config[key], f"config[{key!r}] after step {t + 1} ({call})")
+            lr = (hyper or {}).get("lr", _DEFAULTS[rule].get("lr"))
+            cause = ""
+            if key == "momentum_buffer" and value.shape == np.shape(ref_state[key]) and np.allclose(
+                    value, -lr * np.asarray(ref_state[key]), rtol=1e-7, atol=1e-12):
+                cause = ("Your buffer is the velocity v = -lr * momentum_buffer (the CS231n form): store "
+                         "torch's momentum_buffer instead, or convert (momentum_buffer = -v / lr). ")
             _close(value, ref_state[key], f"config[{key!r}] after step {t + 1} ({call})",
-                   hint=f"It must equal torch's state {key!r}. {_WORDS[rule]}")
+                   hint=f"{cause}It must equal torch's state {key!r}. {_WORDS[rule]}")
         w = np.array(next_w, dtype=float)
+
+
+def _cause(rule, hyper, w, dw, next_w, config, ref_state, first):
+    """A sentence naming a common mistake that reproduces the student's step exactly, or ''. The candidates
+    use the student's own state from config, so they hold at any step, not only the first."""
+    lr, eps = hyper.get("lr"), hyper.get("eps", 0.0)
+    state = config if isinstance(config, dict) else {}
+
+    def close(a, b):
+        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-9, atol=1e-14))
+
+    with np.errstate(all="ignore"):
+        try:
+            buffer = state.get("momentum_buffer", np.nan)
+            if rule == "sgd_momentum" and close(buffer, lr * ref_state["momentum_buffer"]):
+                return ("lr is applied twice: the buffer accumulates dw itself (momentum * buffer + dw), and "
+                        "lr scales only the step. ")
+            if rule == "adagrad" and first and close(state.get("sum", np.nan), dw):
+                return "sum must accumulate dw**2, not dw. "
+            if rule in ("adagrad", "rmsprop"):
+                name = "sum" if rule == "adagrad" else "square_avg"
+                total = np.asarray(state.get(name, np.nan), dtype=float)
+                if close(next_w, w - lr * dw / np.sqrt(total + eps)):
+                    return f"eps belongs outside the square root: sqrt({name}) + eps. "
+            if rule == "adam":
+                m, v = (np.asarray(state.get(k, np.nan), dtype=float) for k in ("exp_avg", "exp_avg_sq"))
+                if close(next_w, w - lr * m / (np.sqrt(v) + eps)):
+                    return ("exp_avg and exp_avg_sq are used without the bias correction: divide them by "
+                            "(1 - beta**step). ")
+                if first and (state.get("step") == 0 or not np.all(np.isfinite(next_w))):
+                    return ("step counts the calls, so it is 1 on the first call (increment it before the "
+                            "bias correction): with step 0, 1 - beta**step is 0. ")
+        except (TypeError, ValueError):  # a state of the wrong kind: the checks below name it
+            return ""
+    return ""
 
 
 _SHAPES = [(5,), (3, 4), (1,), (2, 3, 2)]
@@ -259,6 +302,11 @@ def _clip_hint(got, grad, max_norm, total):
             if np.allclose(got, grad * (max_norm / total), rtol=1e-12, atol=0):
                 return ("Your factor is max_norm / total_norm: torch adds an eps of 1e-6 to the norm, "
                         "max_norm / (total_norm + 1e-6).")
+    own_norm = float(np.sqrt(np.sum(grad ** 2)))
+    if own_norm > max_norm and got.shape == grad.shape and np.allclose(
+            got, grad * (max_norm / (own_norm + 1e-6)), rtol=1e-9, atol=0):
+        return ("This gradient was clipped by its own norm: every gradient is scaled by ONE factor, "
+                "max_norm / (total_norm + 1e-6), from the norm of all gradients together.")
     return ("Scale every gradient by the same factor max_norm / (total_norm + 1e-6), computed from the norm "
             "of all gradients together, and only when total_norm > max_norm; otherwise return them "
             "unchanged.")

@@ -31,14 +31,55 @@ from course_utils import wire
 from nbgrader.preprocessors import Execute
 
 
+def _hidden_check_calls(source):
+    """The calls hidden_check("unitNN.check_x", ...) in a test cell's source."""
+    return [node for node in ast.walk(remote._parse(source))
+            if isinstance(node, ast.Call)
+            and getattr(node.func, "id", getattr(node.func, "attr", "")) == "hidden_check"
+            and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)]
+
+
 def hidden_checks_in(source):
     """Names of the hidden checks a test cell's source calls: hidden_check("unitNN.check_x", ...)."""
-    names = []
-    for node in ast.walk(remote._parse(source)):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "hidden_check" \
-                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
-            names.append(node.args[0].value)
-    return names
+    return [node.args[0].value for node in _hidden_check_calls(source)]
+
+
+def diagnosis_code(source, names):
+    """Code that runs the hidden checks `names` of a test cell once more, for their messages only: after
+    a visible check stopped the cell, the student still learns the cause (the cell already scores 0)."""
+    calls = [node for node in _hidden_check_calls(source) if node.args[0].value in names]
+    if not calls:
+        return ""
+    lines = ["import course_utils.judge as _course_judge"]
+    for node in calls:
+        args = ", ".join(ast.unparse(arg) for arg in node.args)
+        lines += ["try:", f"    _course_judge.hidden_check({args})", "except Exception:", "    pass"]
+    return "\n".join(lines + ["del _course_judge"])
+
+
+SKIPPED = ("{check}: further checks were skipped because a check above failed; this cell earns no points "
+           "until it passes.")
+NOT_REACHED = ("{check}: the hidden check never reached the grader, although the cell ran to its end (the "
+               "call to the grader was changed or replaced); this cell earns no points.")
+DIAGNOSIS = ("{check}: a check above failed, so this cell earns no points. The hidden checks, run for their "
+             "advice only, say: {message}")
+DIAGNOSIS_PASSED = ("{check}: a check above failed, so this cell earns no points; the hidden checks, run for "
+                    "their advice only, found nothing more to report.")
+
+
+def _stopped_by_error(cell):
+    """The error output that stopped a test cell, or None."""
+    return next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+
+
+def relative_paths(cell):
+    """Error tracebacks name files relative to the course, not by this machine's absolute paths."""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            output["traceback"] = [line.replace(_COURSE_PREFIX, "") for line in output.get("traceback", [])]
+
+
+_COURSE_PREFIX = str(Path(wire.__file__).resolve().parent.parent) + os.sep
 
 
 class _Cell:
@@ -261,9 +302,33 @@ class JudgedExecute(Execute):
             what = samples.grade_id(cell) or f"cell {index + 1}"
             self.incidents.append(f"{what} ran past the {self.timeout} s time limit (interrupted)")
         if checks:
-            self._enforce(cell, checks, self.judge.end_cell())
+            verdicts = self.judge.end_cell()
+            stopped = _stopped_by_error(cell)
+            missing = [name for name in checks if name not in verdicts]
+            diagnoses = {}
+            if missing and stopped is not None and not self._timed_out:
+                diagnoses = self._diagnose(cell, index, missing)
+            self._enforce(cell, checks, verdicts, stopped is not None, diagnoses)
+        relative_paths(cell)
         self._note_limits(cell, index)
         return cell, resources
+
+    def _diagnose(self, cell, index, names):
+        """{check: verdict} of the hidden checks `names`, run again after a visible check stopped the cell."""
+        code = diagnosis_code(cell.source, names)
+        if not code:
+            return {}
+        sources = [c.source for c in self.nb.cells[:index] if c.cell_type == "code"]
+        self.judge.begin_cell(samples.grade_id(cell), names, sources)
+        timeout, self.timeout = self.timeout, 60
+        try:
+            reply = self.wait_for_reply(self.kc.execute(code, silent=True, store_history=False))
+        finally:
+            self.timeout = timeout
+        verdicts = self.judge.end_cell()
+        if reply is None and not self._responsive():
+            raise DeadKernelError("the kernel stopped answering while the hidden checks diagnosed the cell")
+        return verdicts
 
     def _note_limits(self, cell, index):
         """Name the cell when one of the sandbox's limits stopped it."""
@@ -273,14 +338,18 @@ class JudgedExecute(Execute):
             if message:
                 self.incidents.append(f"{samples.grade_id(cell) or f'cell {index + 1}'} {message}")
 
-    def _enforce(self, cell, checks, verdicts):
-        """Add the judge's failures to the cell's outputs (nbgrader then scores it 0)."""
+    def _enforce(self, cell, checks, verdicts, stopped, diagnoses):
+        """Add the judge's failures to the cell's outputs (nbgrader then scores it 0); after a failed visible
+        check, the hidden checks' diagnosis instead (the cell already scores 0)."""
         problems = []
         for name in checks:
-            verdict = verdicts.get(name)
-            if verdict is None:
-                problems.append(f"{name.split('.')[-1]}: the hidden check did not run (the cell stopped "
-                                "before it, or the call to the grader was changed).")
+            verdict, check = verdicts.get(name), name.split(".")[-1]
+            if verdict is None and name in diagnoses:
+                diagnosis = diagnoses[name]
+                problems.append(DIAGNOSIS_PASSED.format(check=check) if diagnosis["passed"] else
+                                DIAGNOSIS.format(check=check, message=diagnosis["message"]))
+            elif verdict is None:
+                problems.append((SKIPPED if stopped else NOT_REACHED).format(check=check))
             elif not verdict["passed"]:
                 problems.append(verdict["message"])
         if not problems:

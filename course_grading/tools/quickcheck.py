@@ -4,6 +4,7 @@ It executes the notebook's cells in this process (no kernel, no nbgrader) for th
 stub and every bank variant, and reports which test cells fail and why. The real proof runs
 nbgrader (tests/test_grading.py); this one takes seconds, so authors can iterate on checks.
 """
+import ast
 import contextlib
 import io
 import os
@@ -39,10 +40,31 @@ def run_cells(nb):
         if not error and err.getvalue().strip():
             error = "wrote to stderr: " + err.getvalue().strip()[:300]
         if samples.is_test(cell):
+            if error:
+                error += _diagnosis(cell.source, namespace)
             results[samples.grade_id(cell)] = error
     import matplotlib.pyplot as plt
     plt.close("all")
     return results
+
+
+def _diagnosis(source, namespace):
+    """What the grader adds to a test cell that a visible check stopped: its hidden checks' advice."""
+    from course_grading.pipeline import judge, remote
+
+    text = ""
+    for node in judge._hidden_check_calls(source):
+        name, check = node.args[0].value, node.args[0].value.split(".")[-1]
+        try:
+            objects = [eval(compile(ast.Expression(arg), "<diagnosis>", "eval"), namespace)
+                       for arg in node.args[1:]]
+        except Exception:  # noqa: BLE001 - the cell's names are undefined: the grader's kernel fails alike
+            text += "\n" + judge.SKIPPED.format(check=check)
+            continue
+        verdict = remote.run_local(name, objects)
+        text += "\n" + (judge.DIAGNOSIS_PASSED.format(check=check) if verdict["passed"] else
+                        judge.DIAGNOSIS.format(check=check, message=verdict["message"]))
+    return text
 
 
 def check_unit(unit):
