@@ -406,11 +406,16 @@ def test_canvas_export_makes_no_assignment_unless_asked(canvas, tmp_path):
 
 
 def test_canvas_ids_are_the_ones_next_to_the_rostered_name(tmp_path):
-    """content_zipper.rb keeps a sortable name's trailing `_<digits>` (only `_<digits>_` is collapsed):
-    `student_12_1007_...` is user 1007, not user 12; a name that is not the roster's for the id is refused."""
+    """content_zipper.rb keeps a sortable name's trailing `_<digits>` (sanitize_user_name collapses only
+    `_<digits>_`): `student_12_1007_...` is user 1007, not user 12; a name that is not the roster's for the
+    id is refused. sanitize_file_name keeps Ruby's [[:word:]], combining marks included (a decomposed
+    "Seán" keeps its accent, which Python's \\w would drop)."""
+    sean = "O'Brien, Sea\u0301n"
     roster = roster_with(tmp_path, CANVAS_HEAD + "01 Perceptron (7001)\n    Points Possible,,,,,10\n"
-                         "student_12,1007,S07,s12,Section A,\n\"Twelve, Tom\",12,S12,tom,Section A,\n")
+                         "student_12,1007,S07,s12,Section A,\n\"Twelve, Tom\",12,S12,tom,Section A,\n"
+                         f"\"{sean}\",1010,S10,sean,Section A,\n")
     download = write_zip(tmp_path / "d.zip", {
+        "obriensea\u0301n_1010_50024_01_perceptron.ipynb": notebook(),
         "student_12_1007_50020_01_perceptron.ipynb": notebook(),
         "somebodyelse_12_50021_01_perceptron.ipynb": notebook(),
         "twelvetom_LATE_12_50022_my_2_1_perceptron.ipynb": notebook(),
@@ -422,8 +427,12 @@ def test_canvas_ids_are_the_ones_next_to_the_rostered_name(tmp_path):
         "the name before Canvas user id")
     assert rows["twelvetom_LATE_12_50022_my_2_1_perceptron.ipynb"]["placed"] == "yes"
     assert rows["anon_x7Kq2_50023_01_perceptron.ipynb"]["reason"].startswith("anonymous grading")
+    assert rows["obriensea\u0301n_1010_50024_01_perceptron.ipynb"]["student_id"] == "sean"
     info = {"name": "student_12", "lms_user_id": "1007", "attachment_id": "50020"}
     # Canvas's re-upload reads the first two all-digit parts as user id and attachment id
+    assert [p for p in f"{canvas_lms.names(info)}_{UNIT}_feedback.html".split("_") if p.isdigit()][:2] == \
+        ["1007", "50020"]
+    info = {"name": "1234", "lms_user_id": "1007", "attachment_id": "50020"}  # a sortable name of digits
     assert [p for p in f"{canvas_lms.names(info)}_{UNIT}_feedback.html".split("_") if p.isdigit()][:2] == \
         ["1007", "50020"]
 
