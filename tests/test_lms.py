@@ -3,12 +3,18 @@ source writes them go through `course collect`, real nbgrader grading of unit 01
 the exported CSVs are compared byte for byte with files written by hand (tests/lms_expected/), read the
 way each LMS's importer reads them, and the feedback zips checked by their file names and contents.
 
-The LMS sources these follow: Canvas lib/content_zipper.rb (download names), lib/gradebook_importer.rb
-(import), app/models/assignment.rb (re-upload: the first two all-digit `_` parts are the ids); Moodle
-mod/assign/classes/downloader.php (download names, clean_filename), lib/classes/local/archive_writer/
-zip_writer.php (entries dated when the zip is made), mod/assign/gradingtable.php (the grading
-worksheet's "Last modified (submission)", userdate in the downloading user's zone),
-grade/import/csv/classes/load_data.php (import)."""
+The LMS sources these follow: Canvas lib/content_zipper.rb (download names: get_filename,
+sanitize_user_name, sanitize_file_name), lib/gradebook_importer.rb (import), app/models/assignment.rb
+(re-upload, infer_comment_context_from_filename: the first two all-digit `_` parts are the ids); Moodle
+mod/assign/classes/downloader.php (download names: get_student_prefix, load_submissionplugin_filelist,
+clean_filename; download_zip passes no time to add_file_from_stored_file), files/classes/local/
+archive_writer/zip_writer.php (so ZipStream dates every entry when the zip is made),
+mod/assign/feedback/offline/locallib.php download_grades and mod/assign/gradingtable.php (the grading
+worksheet: its columns when downloading, col_recordid "Participant " + the participant id,
+col_timesubmitted and col_timemarked `userdate` with no format, i.e. strftimedaydatetime
+"%A, %d %B %Y, %I:%M %p" without leading zeros, in the downloading user's zone, "-" for none; col_status
+with " - ... late"; written by dataformat/csv, Spout: a UTF-8 BOM and fputcsv's quoting),
+grade/import/csv/classes/load_data.php (import: map_user_data_with_value, update_grade_item)."""
 import csv
 import io
 import json
