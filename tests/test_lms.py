@@ -308,6 +308,15 @@ def test_moodle_without_the_worksheet_gives_no_time_and_says_so(tmp_path):
     assert rows["S01"]["reason"] == ""
     assert rows["sean@example.edu"]["reason"] == \
         "participant 700 is not in the grading worksheet: late penalty not applied"
+    blind = write_zip(tmp_path / "blind.zip", {  # blind marking: "Participant" for every name
+        "Participant_702_assignsubmission_file/01_perceptron.ipynb": (notebook(), DOWNLOADED)})
+    (row,) = collect(blind, "moodle", tmp_path / "blind", roster=EXPECTED / "moodle_roster.csv")
+    assert row["reason"].startswith("blind marking: Moodle's file name names no student")
+    sheet.write_text((EXPECTED / "moodle_worksheet.csv").read_text().replace("Participant 503",
+                                                                             "Participant 702"))
+    (row,) = collect(blind, "moodle", tmp_path / "unblind", roster=EXPECTED / "moodle_roster.csv",
+                     worksheets=[sheet])
+    assert (row["student_id"], row["placed"]) == ("S03", "yes")
     text = write_zip(tmp_path / "text.zip", {  # the online text plugin's file, in its own folder
         "Ada Lovelace_701_assignsubmission_onlinetext/onlinetext.html": (b"<p>see my notebook</p>",
                                                                          DOWNLOADED)})
