@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import warnings
@@ -73,20 +74,49 @@ def moodle_import(text, identifier, users):
 
 
 def canvas_import(text, assignments, scores):
-    """What Canvas's gradebook import changes (lib/gradebook_importer.rb: the Points Possible row is not a
-    student, students by ID, a column that names no assignment becomes a new assignment, a cell that
-    differs from the stored score, blank included, is a change): (new scores, new assignments)."""
-    reader = csv.DictReader(io.StringIO(text))
-    fixed = {"Student", "ID", "SIS User ID", "SIS Login ID", "Section", "LastName", "FirstName"}
-    new = [c for c in reader.fieldnames if c not in fixed and c not in assignments]
-    scores = dict(scores)
-    for row in reader:
-        if row[reader.fieldnames[0]].strip() == "Points Possible":
+    """What Canvas's gradebook import changes (lib/gradebook_importer.rb): (new scores, new assignments,
+    the Points Possible row's values). The header must be `Student,ID` or `LastName,FirstName,ID`, then
+    optional `SIS Login ID` or `SIS User ID,SIS Login ID[,Integration ID][,Root Account]`, then `Section`
+    (row_has_student_headers?, update_column_count; else "Invalid header row"); Current/Final Score and
+    the like are not assignments (strip_non_assignment_columns); a column that names no assignment, by
+    its `(id)` or its title, becomes a new one (parse_assignments); a row whose first cell holds
+    "Points Possible" sets each column's points possible where it is not blank (process_pp); students by
+    ID; a cell is a change unless it equals the stored score or both are blank or `-`, so a blank against
+    an existing score removes it (no_change_to_value?)."""
+    rows = [[cell if cell != "" else None for cell in row] for row in csv.reader(io.StringIO(text))]
+    header = [cell or "" for cell in rows[0]]
+    names = header[:2] == ["LastName", "FirstName"]
+    if not ((len(header) > 3 and "Student" in header[0] and "ID" in header[1]) or
+            (len(header) > 4 and "LastName" in header[0] and "FirstName" in header[1] and "ID" in header[2])):
+        raise ImportAborted("Invalid header row")
+    count = 4 if names else 3
+    if re.search(r"SIS\s+Login\s+ID", header[count - 1]):
+        count += 1
+    elif re.search(r"SIS\s+User\s+ID", header[count - 1]) and re.search(r"SIS\s+Login\s+ID", header[count]):
+        extra = 1 if re.search(r"Integration\s+ID", header[count + 1]) else 0
+        count += 2 + extra + (1 if re.search(r"Root\s+Account", header[count + 1 + extra]) else 0)
+    if "Section" not in header[count - 1]:
+        raise ImportAborted("Invalid header row")
+    non_assignment = re.compile("Current Score|Current Points|Current Grade|Final Score|Final Points|"
+                                "Final Grade|Override Score|Override Grade|Override Status")
+    columns = [(i, c) for i, c in enumerate(header) if i >= count and not non_assignment.search(c)]
+    known = {re.sub(r".*\((\d+)\)$", r"\1", a) for a in assignments} | set(assignments)
+    new = [c for _, c in columns if re.sub(r".*\((\d+)\)$", r"\1", c) not in known and c not in known]
+    scores, points = dict(scores), {}
+    for row in rows[1:]:
+        if row[0] and "Points Possible" in row[0]:
+            points.update({c: float(row[i]) for i, c in columns if row[i] is not None})
             continue
-        for column in reader.fieldnames:
-            if column not in fixed:
-                scores[row["ID"], column] = float(row[column]) if row[column].strip() else None
-    return scores, new
+        if all(re.fullmatch(r"\s*(Muted|Manual Posting.*)?\s*", c, re.I) for c in row if c is not None):
+            continue
+        user = row[2 if names else 1]
+        for i, column in columns:
+            grade, current = (row[i] or "").strip(), scores.get((user, column))
+            no_score = grade in ("", "-")
+            if no_score and current is None:
+                continue
+            scores[user, column] = None if no_score else float(grade)
+    return scores, new, points
 
 
 def notebook(solved=True, unit=UNIT):
@@ -241,8 +271,8 @@ def test_canvas_export_is_the_gradebook_import_and_the_reupload_zip(canvas):
     # Donald (a .py) and Marie (two notebooks) have nothing graded: no row, so Canvas keeps their scores
     column = "01 Perceptron (7001)"
     before = {("1005", column): 7.0, ("1006", column): 6.0, ("1001", column): 3.0}
-    after, new = canvas_import(text, [column], before)
-    assert new == [] and after[("1005", column)] == 7.0 and after[("1006", column)] == 6.0
+    after, new, points = canvas_import(text, [column], before)
+    assert new == [] and points == {column: 10} and after[("1005", column)] == 7.0 and after[("1006", column)] == 6.0
     assert after[("1001", column)] == 10.0 and None not in after.values()
     files = zipped(tmp / "out" / "canvas_feedback.zip")
     assert sorted(files) == (EXPECTED / "canvas_feedback.txt").read_text().split("\n")[:-1]
@@ -404,6 +434,25 @@ def test_canvas_export_scales_to_points_possible_and_writes_only_units_handed_in
     assert code == 2 and "not graded" in err
     code, _, err = course("export", out, "--to", "canvas", "--roster", roster, "--db", "nosuch://x")
     assert code == 2 and "cannot read the gradebook" in err
+
+
+def test_canvas_export_passes_canvas_header_check_and_keeps_its_points(canvas, tmp_path):
+    """gradebook_importer.rb refuses a header whose last student column is not `Section`
+    (update_column_count) and sets an assignment's points possible from any non-blank cell of the Points
+    Possible row (process_pp): a roster without Section or without that row still gives a file Canvas
+    takes, with the assignment's points left as they are."""
+    out = copy_of_graded(canvas, tmp_path)
+    roster = roster_with(tmp_path, "Student,ID,SIS User ID,SIS Login ID,01 Perceptron (7001)\n"
+                         '"Lovelace, Ada",1001,S01,ada,\n')
+    code, _, err = course("export", out, "--to", "canvas", "--roster", roster)
+    assert code == 0, err
+    text = (out / "canvas_grades.csv").read_text()
+    assert text == ("Student,ID,SIS User ID,SIS Login ID,Section,01 Perceptron (7001)\n"
+                    "    Points Possible,,,,,\n" '"Lovelace, Ada",1001,S01,ada,,10\n')
+    assert canvas_import(text, ["01 Perceptron (7001)"], {}) == ({("1001", "01 Perceptron (7001)"): 10},
+                                                                  [], {})
+    with pytest.raises(ImportAborted):  # the check itself: no Section, no import
+        canvas_import(text.replace(",Section", ""), ["01 Perceptron (7001)"], {})
 
 
 def test_canvas_export_makes_no_assignment_unless_asked(canvas, tmp_path):
