@@ -51,7 +51,8 @@ def moodle_import(text, identifier, users):
     """What Moodle's CSV grade import stores (grade/import/csv/classes/load_data.php,
     prepare_import_grade_data and map_user_data_with_value): {user: {column: grade, None = "no grade"}}.
     Values are trimmed; a blank identifier is skipped, so the row's grades go to the previous row's user;
-    no user yet aborts the import, as does an identifier no user has; '' and '-' are "no grade"."""
+    no user yet aborts the import, as does an identifier no user has (check_user_exists) or a grade that is
+    not a number; '' and '-' are "no grade" (update_grade_item)."""
     lines = list(csv.reader(io.StringIO(text)))
     header, stored, student = lines[0], {}, None
     for line in lines[1:]:
@@ -66,6 +67,8 @@ def moodle_import(text, identifier, users):
                         raise ImportAborted(f"usermappingerror: {value}")
                     student = users[value]
             elif column.startswith("Assignment:"):
+                if value not in ("", "-") and not re.fullmatch(r"-?[0-9]*\.?[0-9]+", value):
+                    raise ImportAborted(f"badgrade: {value}")  # update_grade_item: unformat_float fails
                 grades[column] = None if value in ("", "-") else float(value)
         if student is None:
             raise ImportAborted("usermappingerrorusernotfound")
