@@ -374,7 +374,8 @@ def test_moodle_export_gives_every_grade_to_its_own_student(moodle):
     files = zipped(tmp / "out" / "moodle_feedback.zip")
     assert sorted(files) == (EXPECTED / "moodle_feedback.txt").read_text().split("\n")[:-1]
     for name, data in files.items():
-        # Moodle's importer: explode('_', name, 5) = full name, participant id, plugin type, plugin, file name
+        # mod/assign/feedback/file/importziplib.php is_valid_filename_for_import: explode("_", name, 5) =
+        # full name, participant id, plugin type, plugin, file name
         full_name, participant, subtype, plugin, filename = name.split("_", 4)
         assert participant.isdigit() and (subtype, plugin) == ("assignfeedback", "file") and "/" not in name
         student = {"501": "S01", "502": "charles@example.edu", "503": "S03",
