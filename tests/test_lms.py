@@ -3,16 +3,23 @@ source writes them go through `course collect`, real nbgrader grading of unit 01
 the exported CSVs are compared byte for byte with files written by hand (tests/lms_expected/), read the
 way each LMS's importer reads them, and the feedback zips checked by their file names and contents.
 
-The LMS sources these follow: Canvas lib/content_zipper.rb (download names), lib/gradebook_importer.rb
-(import), app/models/assignment.rb (re-upload: the first two all-digit `_` parts are the ids); Moodle
-mod/assign/classes/downloader.php (download names, clean_filename), lib/classes/local/archive_writer/
-zip_writer.php (entries dated when the zip is made), mod/assign/gradingtable.php (the grading
-worksheet's "Last modified (submission)", userdate in the downloading user's zone),
-grade/import/csv/classes/load_data.php (import)."""
+The LMS sources these follow: Canvas lib/content_zipper.rb (download names: get_filename,
+sanitize_user_name, sanitize_file_name), lib/gradebook_importer.rb (import), app/models/assignment.rb
+(re-upload, infer_comment_context_from_filename: the first two all-digit `_` parts are the ids); Moodle
+mod/assign/classes/downloader.php (download names: get_student_prefix, load_submissionplugin_filelist,
+clean_filename; download_zip passes no time to add_file_from_stored_file), files/classes/local/
+archive_writer/zip_writer.php (so ZipStream dates every entry when the zip is made),
+mod/assign/feedback/offline/locallib.php download_grades and mod/assign/gradingtable.php (the grading
+worksheet: its columns when downloading, col_recordid "Participant " + the participant id,
+col_timesubmitted and col_timemarked `userdate` with no format, i.e. strftimedaydatetime
+"%A, %d %B %Y, %I:%M %p" without leading zeros, in the downloading user's zone, "-" for none; col_status
+with " - ... late"; written by dataformat/csv, Spout: a UTF-8 BOM and fputcsv's quoting),
+grade/import/csv/classes/load_data.php (import: map_user_data_with_value, update_grade_item)."""
 import csv
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import warnings
@@ -44,7 +51,8 @@ def moodle_import(text, identifier, users):
     """What Moodle's CSV grade import stores (grade/import/csv/classes/load_data.php,
     prepare_import_grade_data and map_user_data_with_value): {user: {column: grade, None = "no grade"}}.
     Values are trimmed; a blank identifier is skipped, so the row's grades go to the previous row's user;
-    no user yet aborts the import, as does an identifier no user has; '' and '-' are "no grade"."""
+    no user yet aborts the import, as does an identifier no user has (check_user_exists) or a grade that is
+    not a number; '' and '-' are "no grade" (update_grade_item)."""
     lines = list(csv.reader(io.StringIO(text)))
     header, stored, student = lines[0], {}, None
     for line in lines[1:]:
@@ -59,6 +67,8 @@ def moodle_import(text, identifier, users):
                         raise ImportAborted(f"usermappingerror: {value}")
                     student = users[value]
             elif column.startswith("Assignment:"):
+                if value not in ("", "-") and not re.fullmatch(r"-?[0-9]*\.?[0-9]+", value):
+                    raise ImportAborted(f"badgrade: {value}")  # update_grade_item: unformat_float fails
                 grades[column] = None if value in ("", "-") else float(value)
         if student is None:
             raise ImportAborted("usermappingerrorusernotfound")
@@ -67,20 +77,49 @@ def moodle_import(text, identifier, users):
 
 
 def canvas_import(text, assignments, scores):
-    """What Canvas's gradebook import changes (lib/gradebook_importer.rb: the Points Possible row is not a
-    student, students by ID, a column that names no assignment becomes a new assignment, a cell that
-    differs from the stored score, blank included, is a change): (new scores, new assignments)."""
-    reader = csv.DictReader(io.StringIO(text))
-    fixed = {"Student", "ID", "SIS User ID", "SIS Login ID", "Section", "LastName", "FirstName"}
-    new = [c for c in reader.fieldnames if c not in fixed and c not in assignments]
-    scores = dict(scores)
-    for row in reader:
-        if row[reader.fieldnames[0]].strip() == "Points Possible":
+    """What Canvas's gradebook import changes (lib/gradebook_importer.rb): (new scores, new assignments,
+    the Points Possible row's values). The header must be `Student,ID` or `LastName,FirstName,ID`, then
+    optional `SIS Login ID` or `SIS User ID,SIS Login ID[,Integration ID][,Root Account]`, then `Section`
+    (row_has_student_headers?, update_column_count; else "Invalid header row"); Current/Final Score and
+    the like are not assignments (strip_non_assignment_columns); a column that names no assignment, by
+    its `(id)` or its title, becomes a new one (parse_assignments); a row whose first cell holds
+    "Points Possible" sets each column's points possible where it is not blank (process_pp); students by
+    ID; a cell is a change unless it equals the stored score or both are blank or `-`, so a blank against
+    an existing score removes it (no_change_to_value?)."""
+    rows = [[cell if cell != "" else None for cell in row] for row in csv.reader(io.StringIO(text))]
+    header = [cell or "" for cell in rows[0]]
+    names = header[:2] == ["LastName", "FirstName"]
+    if not ((len(header) > 3 and "Student" in header[0] and "ID" in header[1]) or
+            (len(header) > 4 and "LastName" in header[0] and "FirstName" in header[1] and "ID" in header[2])):
+        raise ImportAborted("Invalid header row")
+    count = 4 if names else 3
+    if re.search(r"SIS\s+Login\s+ID", header[count - 1]):
+        count += 1
+    elif re.search(r"SIS\s+User\s+ID", header[count - 1]) and re.search(r"SIS\s+Login\s+ID", header[count]):
+        extra = 1 if re.search(r"Integration\s+ID", header[count + 1]) else 0
+        count += 2 + extra + (1 if re.search(r"Root\s+Account", header[count + 1 + extra]) else 0)
+    if "Section" not in header[count - 1]:
+        raise ImportAborted("Invalid header row")
+    non_assignment = re.compile("Current Score|Current Points|Current Grade|Final Score|Final Points|"
+                                "Final Grade|Override Score|Override Grade|Override Status")
+    columns = [(i, c) for i, c in enumerate(header) if i >= count and not non_assignment.search(c)]
+    known = {re.sub(r".*\((\d+)\)$", r"\1", a) for a in assignments} | set(assignments)
+    new = [c for _, c in columns if re.sub(r".*\((\d+)\)$", r"\1", c) not in known and c not in known]
+    scores, points = dict(scores), {}
+    for row in rows[1:]:
+        if row[0] and "Points Possible" in row[0]:
+            points.update({c: float(row[i]) for i, c in columns if row[i] is not None})
             continue
-        for column in reader.fieldnames:
-            if column not in fixed:
-                scores[row["ID"], column] = float(row[column]) if row[column].strip() else None
-    return scores, new
+        if all(re.fullmatch(r"\s*(Muted|Manual Posting.*)?\s*", c, re.I) for c in row if c is not None):
+            continue
+        user = row[2 if names else 1]
+        for i, column in columns:
+            grade, current = (row[i] or "").strip(), scores.get((user, column))
+            no_score = grade in ("", "-")
+            if no_score and current is None:
+                continue
+            scores[user, column] = None if no_score else float(grade)
+    return scores, new, points
 
 
 def notebook(solved=True, unit=UNIT):
@@ -235,8 +274,9 @@ def test_canvas_export_is_the_gradebook_import_and_the_reupload_zip(canvas):
     # Donald (a .py) and Marie (two notebooks) have nothing graded: no row, so Canvas keeps their scores
     column = "01 Perceptron (7001)"
     before = {("1005", column): 7.0, ("1006", column): 6.0, ("1001", column): 3.0}
-    after, new = canvas_import(text, [column], before)
-    assert new == [] and after[("1005", column)] == 7.0 and after[("1006", column)] == 6.0
+    after, new, points = canvas_import(text, [column], before)
+    assert new == [] and points == {column: 10}
+    assert after[("1005", column)] == 7.0 and after[("1006", column)] == 6.0
     assert after[("1001", column)] == 10.0 and None not in after.values()
     files = zipped(tmp / "out" / "canvas_feedback.zip")
     assert sorted(files) == (EXPECTED / "canvas_feedback.txt").read_text().split("\n")[:-1]
@@ -302,6 +342,15 @@ def test_moodle_without_the_worksheet_gives_no_time_and_says_so(tmp_path):
     assert rows["S01"]["reason"] == ""
     assert rows["sean@example.edu"]["reason"] == \
         "participant 700 is not in the grading worksheet: late penalty not applied"
+    blind = write_zip(tmp_path / "blind.zip", {  # blind marking: "Participant" for every name
+        "Participant_702_assignsubmission_file/01_perceptron.ipynb": (notebook(), DOWNLOADED)})
+    (row,) = collect(blind, "moodle", tmp_path / "blind", roster=EXPECTED / "moodle_roster.csv")
+    assert row["reason"].startswith("blind marking: Moodle's file name names no student")
+    sheet.write_text((EXPECTED / "moodle_worksheet.csv").read_text().replace("Participant 503",
+                                                                             "Participant 702"))
+    (row,) = collect(blind, "moodle", tmp_path / "unblind", roster=EXPECTED / "moodle_roster.csv",
+                     worksheets=[sheet])
+    assert (row["student_id"], row["placed"]) == ("S03", "yes")
     text = write_zip(tmp_path / "text.zip", {  # the online text plugin's file, in its own folder
         "Ada Lovelace_701_assignsubmission_onlinetext/onlinetext.html": (b"<p>see my notebook</p>",
                                                                          DOWNLOADED)})
@@ -326,7 +375,8 @@ def test_moodle_export_gives_every_grade_to_its_own_student(moodle):
     files = zipped(tmp / "out" / "moodle_feedback.zip")
     assert sorted(files) == (EXPECTED / "moodle_feedback.txt").read_text().split("\n")[:-1]
     for name, data in files.items():
-        # Moodle's importer: explode('_', name, 5) = full name, participant id, plugin type, plugin, file name
+        # mod/assign/feedback/file/importziplib.php is_valid_filename_for_import: explode("_", name, 5) =
+        # full name, participant id, plugin type, plugin, file name
         full_name, participant, subtype, plugin, filename = name.split("_", 4)
         assert participant.isdigit() and (subtype, plugin) == ("assignfeedback", "file") and "/" not in name
         student = {"501": "S01", "502": "charles@example.edu", "503": "S03",
@@ -391,6 +441,25 @@ def test_canvas_export_scales_to_points_possible_and_writes_only_units_handed_in
     assert code == 2 and "cannot read the gradebook" in err
 
 
+def test_canvas_export_passes_canvas_header_check_and_keeps_its_points(canvas, tmp_path):
+    """gradebook_importer.rb refuses a header whose last student column is not `Section`
+    (update_column_count) and sets an assignment's points possible from any non-blank cell of the Points
+    Possible row (process_pp): a roster without Section or without that row still gives a file Canvas
+    takes, with the assignment's points left as they are."""
+    out = copy_of_graded(canvas, tmp_path)
+    roster = roster_with(tmp_path, "Student,ID,SIS User ID,SIS Login ID,01 Perceptron (7001)\n"
+                         '"Lovelace, Ada",1001,S01,ada,\n')
+    code, _, err = course("export", out, "--to", "canvas", "--roster", roster)
+    assert code == 0, err
+    text = (out / "canvas_grades.csv").read_text()
+    assert text == ("Student,ID,SIS User ID,SIS Login ID,Section,01 Perceptron (7001)\n"
+                    "    Points Possible,,,,,\n" '"Lovelace, Ada",1001,S01,ada,,10\n')
+    assert canvas_import(text, ["01 Perceptron (7001)"], {}) == ({("1001", "01 Perceptron (7001)"): 10},
+                                                                  [], {})
+    with pytest.raises(ImportAborted):  # the check itself: no Section, no import
+        canvas_import(text.replace(",Section", ""), ["01 Perceptron (7001)"], {})
+
+
 def test_canvas_export_makes_no_assignment_unless_asked(canvas, tmp_path):
     out = copy_of_graded(canvas, tmp_path)
     roster = roster_with(tmp_path, "LastName,FirstName,ID,SIS Login ID,Section,Homework 1 (7009)\n"
@@ -406,11 +475,16 @@ def test_canvas_export_makes_no_assignment_unless_asked(canvas, tmp_path):
 
 
 def test_canvas_ids_are_the_ones_next_to_the_rostered_name(tmp_path):
-    """content_zipper.rb keeps a sortable name's trailing `_<digits>` (only `_<digits>_` is collapsed):
-    `student_12_1007_...` is user 1007, not user 12; a name that is not the roster's for the id is refused."""
+    """content_zipper.rb keeps a sortable name's trailing `_<digits>` (sanitize_user_name collapses only
+    `_<digits>_`): `student_12_1007_...` is user 1007, not user 12; a name that is not the roster's for the
+    id is refused. sanitize_file_name keeps Ruby's [[:word:]], combining marks included (a decomposed
+    "Seán" keeps its accent, which Python's \\w would drop)."""
+    sean = "O'Brien, Sea\u0301n"
     roster = roster_with(tmp_path, CANVAS_HEAD + "01 Perceptron (7001)\n    Points Possible,,,,,10\n"
-                         "student_12,1007,S07,s12,Section A,\n\"Twelve, Tom\",12,S12,tom,Section A,\n")
+                         "student_12,1007,S07,s12,Section A,\n\"Twelve, Tom\",12,S12,tom,Section A,\n"
+                         f"\"{sean}\",1010,S10,sean,Section A,\n")
     download = write_zip(tmp_path / "d.zip", {
+        "obriensea\u0301n_1010_50024_01_perceptron.ipynb": notebook(),
         "student_12_1007_50020_01_perceptron.ipynb": notebook(),
         "somebodyelse_12_50021_01_perceptron.ipynb": notebook(),
         "twelvetom_LATE_12_50022_my_2_1_perceptron.ipynb": notebook(),
@@ -422,8 +496,12 @@ def test_canvas_ids_are_the_ones_next_to_the_rostered_name(tmp_path):
         "the name before Canvas user id")
     assert rows["twelvetom_LATE_12_50022_my_2_1_perceptron.ipynb"]["placed"] == "yes"
     assert rows["anon_x7Kq2_50023_01_perceptron.ipynb"]["reason"].startswith("anonymous grading")
+    assert rows["obriensea\u0301n_1010_50024_01_perceptron.ipynb"]["student_id"] == "sean"
     info = {"name": "student_12", "lms_user_id": "1007", "attachment_id": "50020"}
     # Canvas's re-upload reads the first two all-digit parts as user id and attachment id
+    assert [p for p in f"{canvas_lms.names(info)}_{UNIT}_feedback.html".split("_") if p.isdigit()][:2] == \
+        ["1007", "50020"]
+    info = {"name": "1234", "lms_user_id": "1007", "attachment_id": "50020"}  # a sortable name of digits
     assert [p for p in f"{canvas_lms.names(info)}_{UNIT}_feedback.html".split("_") if p.isdigit()][:2] == \
         ["1007", "50020"]
 

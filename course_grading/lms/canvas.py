@@ -2,14 +2,17 @@
 "Re-upload Submissions" zip that puts each student's feedback on their submission as a comment.
 
 Canvas names each downloaded file `sortablename_[LATE_]userid_attachmentid_originalname`
-(lib/content_zipper.rb, get_filename and add_upload_submission): the sortable name ("Lovelace, Ada")
-lowercased with `_<digits>_` collapsed and everything but word characters removed, so the name itself
-may end in `_<digits>` and the original name may hold `_<digits>_`; the ids are found here where the
-name before them is the roster's own student of that user id. Canvas marks a submission LATE but gives
-no time. Re-uploaded feedback is matched by the first two all-digit `_` parts of its name (user id,
-attachment id), so the name written here holds no digits-only part before them.
+(lib/content_zipper.rb, get_filename, get_user_name, sanitize_user_name, sanitize_file_name and
+add_upload_submission): the sortable name ("Lovelace, Ada") with `_<digits>_` collapsed and lowercased,
+then everything but Ruby's [[:word:]] characters removed, so the name itself may end in `_<digits>` and the
+original name (its `\ / : * ? " < > |` runs turned into `_`) may hold `_<digits>_`; the ids are found here
+where the name before them is the roster's own student of that user id. Canvas marks a submission LATE
+but gives no time. Re-uploaded feedback is matched by the first two all-digit `_` parts of its name
+(app/models/assignment.rb, infer_comment_context_from_filename: user id, attachment id, which must be
+one of that submission's attachments), so the name written here holds no digits-only part before them.
 """
 import re
+import unicodedata
 
 from nbgrader.plugins import FileNameCollectorPlugin
 from traitlets import Unicode
@@ -40,10 +43,17 @@ def sortable_name(row):
     return f"{last}, {first}" if first else last
 
 
+def _word(char):
+    """Ruby's [[:word:]] (Onigmo, Unicode): a letter, a mark, a decimal digit or connector punctuation
+    (Python's \\w differs: it drops combining marks and keeps other numbers such as ²)."""
+    kind = unicodedata.category(char)
+    return kind[0] in "LM" or kind in ("Nd", "Pc")
+
+
 def file_name_part(name):
-    """What content_zipper.rb makes of a sortable name: `_<digits>_` collapsed, lowercased, word
+    """What content_zipper.rb makes of a sortable name: `_<digits>_` collapsed, lowercased, [[:word:]]
     characters only."""
-    return re.sub(r"[^\w]", "", re.sub(r"_(\d+)_", r"\1", name).lower())
+    return "".join(c for c in re.sub(r"_([0-9]+)_", r"\1", name).lower() if _word(c))
 
 
 def person(row):
@@ -66,7 +76,7 @@ def parse(name, people):
     found = []
     for match in re.finditer(r"(?=_(LATE_)?(\d+)_(\d+)_(.+))", name):
         prefix = name[:match.start()]
-        if re.fullmatch(r"\w*", prefix) and match.group(2) in by_id:
+        if all(map(_word, prefix)) and match.group(2) in by_id:
             found.append((prefix, match))
     named = [(prefix, m) for prefix, m in found
              if file_name_part(sortable_name(by_id[m.group(2)].row)) == prefix]
@@ -86,5 +96,8 @@ def parse(name, people):
 
 def names(info):
     """The start of a feedback file's name: `sortablename_userid_attachmentid`, with the name's `_` left
-    out so that Canvas's re-upload reads the first two all-digit parts as the user and attachment ids."""
-    return f"{info['name'].replace('_', '')}_{info['lms_user_id']}_{info['attachment_id']}"
+    out (the whole name if it is all digits) so that Canvas's re-upload reads the first two all-digit
+    parts as the user and attachment ids."""
+    name = info["name"].replace("_", "")
+    name = "" if re.fullmatch(r"[0-9]+", name) else name
+    return f"{name}_{info['lms_user_id']}_{info['attachment_id']}"

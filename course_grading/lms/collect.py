@@ -210,6 +210,9 @@ def _moodle(entry, people, worksheet):
     when, email, _, no_time = (worksheet or {}).get(info["participant_id"], (None, "", "", ""))
     by_email = [p for p in people if email and p.email.casefold() == email.casefold()]
     named = by_email or [p for p in people if moodle.same_name(p, info["full_name"])]
+    if not named and info["full_name"] == moodle.BLIND:
+        return None, ("blind marking: Moodle's file name names no student (pass a grading worksheet "
+                      "downloaded by someone who may see the names, or reveal the identities)")
     if len(named) != 1:
         return None, (f"unknown student: no one called {info['full_name']} in the roster" if not named else
                       f"{len(named)} students called {info['full_name']} in the roster: cannot tell which "

@@ -8,7 +8,10 @@ holds as the new grade: a blank Canvas cell against an existing score removes it
 (lib/gradebook_importer.rb), a blank or `-` Moodle cell is "no grade" and an empty identifier keeps the
 previous row's student (grade/import/csv/classes/load_data.php), and a Canvas column that names no
 assignment becomes a new one. So only the units handed in (or --units) are written, a student with nothing
-graded gets no row, every Moodle row carries its email, and no column is new unless asked.
+graded gets no row, every Moodle row carries its email, and no column is new unless asked. Canvas's
+importer also wants its header's student columns to end in `Section` and makes every non-blank cell of the
+Points Possible row the assignment's points possible, so `Section` is always written and that row repeats
+the roster's values (blank where the roster has none).
 """
 import csv
 import io
@@ -106,6 +109,15 @@ def _points_possible(header, roster):
     return {}
 
 
+def _points_cell(possible, maximum, existing):
+    """The Points Possible row's cell, which Canvas's importer makes the assignment's points possible
+    where it is not blank (process_pp): the roster's own value, blank where the roster gives none for an
+    existing assignment, the notebook's maximum for a new one."""
+    if possible:
+        return f"{possible:g}"
+    return "" if existing else f"{maximum:g}"
+
+
 def _handed_in(out, grades, student, unit):
     """Whether grade had the student's notebook of the unit: in OUT/submitted, or named in grades.csv's
     problems otherwise than "not submitted" (a malformed notebook scores 0 and is not in OUT/submitted)."""
@@ -139,6 +151,8 @@ def export(out, lms, roster, db_url=None, root=ROOT, units=(), new_columns=False
     if missing:
         raise LmsError(f"{roster} is not a {lms} gradebook export: it lacks {', '.join(missing)}")
     fixed = [c for c in header if c in module.FIXED or (lms == "canvas" and c in ("LastName", "FirstName"))]
+    if lms == "canvas" and "Section" not in fixed:
+        fixed.append("Section")  # Canvas's importer refuses a header whose student columns do not end in it
     columns_of_grades, grades = _grades(out)
     graded = [u for u in course_units(root) if u in columns_of_grades]
     units, notes = _exported_units(out, graded, units, root, grades)
@@ -198,7 +212,7 @@ def export(out, lms, roster, db_url=None, root=ROOT, units=(), new_columns=False
     header_row = fixed + [columns[u] for u in units]
     if lms == "canvas":
         rows.insert(0, [canvas.POINTS_POSSIBLE] + [""] * (len(fixed) - 1)
-                    + [f"{points.get(columns[u]) or maxima[u]:g}" for u in units])
+                    + [_points_cell(points.get(columns[u]), maxima[u], columns[u] in header) for u in units])
     csv_path, zip_path = out / f"{lms}_grades.csv", out / f"{lms}_feedback.zip"
     write_csv(csv_path, header_row, rows)
     _zip(zip_path, files)

@@ -2,14 +2,18 @@
 export (the roster) and import CSV, and the zip that "Upload multiple feedback files in a zip" accepts.
 
 Moodle names each downloaded file `Full Name_participantid_assignsubmission_file_name` (flat) or puts it
-in a folder `Full Name_participantid_assignsubmission_file/` (mod/assign/classes/downloader.php; other
-submission plugins in their own, `..._assignsubmission_onlinetext/onlinetext.html`): the
-full name in the site's name order with `_` turned into spaces and passed through clean_filename
-(lib/moodlelib.php, PARAM_FILE: control characters and & < > " ` | ' : \\ / removed); the participant id
-is the assignment's own id for the student. The zip's entries are dated when the zip was made (its zip
-writer's default), not when they were handed in: the time is in the grading worksheet (Submissions >
-Download grading worksheet, mod/assign/gradingtable.php col_timesubmitted: `userdate`, in the
-downloading user's time zone, to the minute), keyed by the same participant id ("Participant 501").
+in a folder `Full Name_participantid_assignsubmission_file/` (mod/assign/classes/downloader.php,
+get_student_prefix and load_submissionplugin_filelist; other submission plugins in their own,
+`..._assignsubmission_onlinetext/onlinetext.html`): the full name in the site's name order with `_`
+turned into spaces and passed through clean_filename (lib/moodlelib.php, PARAM_FILE: control characters
+and & < > " ` | ' : \\ / removed), or "Participant" under blind marking; the participant id is the
+assignment's own id for the student. The zip's entries are dated when the zip was made (download_zip
+passes no time to files/classes/local/archive_writer/zip_writer.php, so ZipStream takes the current
+time), not when they were handed in: the time is in the grading worksheet (Submissions > Download grading
+worksheet: mod/assign/feedback/offline/locallib.php download_grades, mod/assign/gradingtable.php
+col_timesubmitted: `userdate` with its default format, "Friday, 5 February 2027, 9:00 PM", in the
+downloading user's time zone, to the minute, "-" for none), keyed by the same participant id
+(col_recordid: "Participant 501"), with the name and email where the downloading user may see them.
 """
 import csv
 import io
@@ -24,6 +28,7 @@ from course_grading.lms.common import LmsError, Person, collector_match, valid_i
 
 FIXED = ["First name", "Last name", "ID number", "Email address"]
 WORKSHEET = ("Identifier", "Last modified (submission)")
+BLIND = "Participant"  # the name in file names under blind marking (downloader.php get_student_prefix)
 
 
 class MoodleCollector(FileNameCollectorPlugin):

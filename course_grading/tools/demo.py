@@ -115,6 +115,17 @@ def canvas_download(students, dest):
     return dest / "submissions.zip", dest / "canvas_gradebook_export.csv"
 
 
+def _moodle_duration(seconds):
+    """Moodle's format_time (lib/moodlelib.php): the largest unit that is not zero and the next one if it
+    is not ("2 days", "1 day 10 hours")."""
+    parts = []
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "min"), (1, "sec")):
+        count, seconds = divmod(int(seconds), size)
+        parts.append(f"{count} {unit}{'s' * (count != 1)}" if count else "")
+    first = next(i for i, part in enumerate(parts) if part)
+    return " ".join(part for part in parts[first:first + 2] if part)
+
+
 def moodle_download(students, dest, duedates):
     """The sample class as Moodle hands it out, per unit (mod/assign/classes/downloader.php): "Download all
     submissions" (folders `Full Name_participantid_assignsubmission_file/`, every entry dated when the zip
@@ -139,11 +150,10 @@ def moodle_download(students, dest, duedates):
     for index, unit in enumerate(units):
         archive_path, sheet_path = dest / f"{unit}.zip", dest / f"{unit}_worksheet.csv"
         with zipfile.ZipFile(archive_path, "w", zipfile.ZIP_DEFLATED) as archive, \
-                open(sheet_path, "w", newline="", encoding="utf-8") as sheet:
-            worksheet = csv.writer(sheet)
+                open(sheet_path, "w", newline="", encoding="utf-8-sig") as sheet:  # Spout writes a BOM
+            worksheet = csv.writer(sheet, lineterminator="\n")
             worksheet.writerow(["Identifier", "Full name", "Email address", "Status", "Grade",
                                 "Maximum Grade", "Grade can be changed", "Last modified (submission)",
-                                "File submissions",
                                 "Last modified (grade)", "Feedback comments"])
             for number, (student, work) in enumerate(sorted(students.items())):
                 first, *last = student.split("_")
@@ -156,8 +166,10 @@ def moodle_download(students, dest, duedates):
                                  data if isinstance(data, str) else nbformat.writes(data))
                 when = duedates[unit] + timedelta(days=2 if student.startswith("dan") else -1)
                 shown = f"{when:%A}, {when.day} {when:%B %Y}, {int(when.strftime('%I'))}:{when:%M %p}"
+                late = (when - duedates[unit]).total_seconds()  # gradingtable.php col_status
+                status = "Submitted for grading" + (f" - {_moodle_duration(late)} late" if late > 0 else "")
                 worksheet.writerow([f"Participant {participant}", full_name, f"{first}@example.edu",
-                                    "Submitted for grading", "", "10.00", "Yes", shown, name, "-", ""])
+                                    status, "", "10.00", "Yes", shown, "-", ""])
         downloads.append((archive_path, sheet_path))
     return downloads, dest / "moodle_grades_export.csv"
 
