@@ -4,7 +4,13 @@ its sandbox it can write), B checks it sees none of it, C attacks the zygote its
 graded as if nothing had happened. As root and as an ordinary user (tests/sandbox_modes.py).
 """
 import copy
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -151,9 +157,6 @@ def test_emptying_tmp_keeps_what_read_only_paths_are_bound_on(tmp_path):
 def test_course_run_forks_warm_kernels_names_errors_and_stays_quiet(tmp_path):
     """`course run` forks its kernels too: a notebook's error is named, its files stay in its sandbox,
     and no kernel banner or TCP warning reaches the terminal."""
-    import subprocess
-    import sys
-
     from course_grading.tools.runner import execute
 
     broken = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("open('litter', 'w').write('x')"),
@@ -168,3 +171,35 @@ def test_course_run_forks_warm_kernels_names_errors_and_stays_quiet(tmp_path):
     assert [line.split()[-1] for line in lines[1:-1]] == ["ok", "ok"], course.stdout
     for noise in ("entry point", "without encryption", "--existing"):
         assert noise not in course.stdout + course.stderr, noise
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_a_grading_process_leaves_no_folder_however_it_ends(signum):
+    """A zygote's /var/tmp/cg-warm-<pid>-* goes with its process (a `dask worker` stopped by SIGTERM too)."""
+    code = ("import time\nfrom course_grading.pipeline import warm\n"
+            "print(warm.zygote(None).root, flush=True)\ntime.sleep(600)")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    root = Path(process.stdout.readline().strip())
+    assert root.is_dir() and root.name.startswith(f"cg-warm-{process.pid}-")
+    process.send_signal(signum)
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while root.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not root.exists()
+
+
+def test_folders_of_ended_grading_processes_are_removed():
+    from course_grading.pipeline import warm
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    stale, alive = Path(warm.PLACE, f"cg-warm-{ended.pid}-test"), Path(warm.PLACE, f"cg-warm-{os.getpid()}-test")
+    try:
+        for folder in (stale / "box" / "ipc", alive):
+            folder.mkdir(parents=True)
+        (stale / "box" / "ipc").chmod(0)
+        warm.remove_stale()
+        assert not stale.exists() and alive.exists()
+    finally:
+        alive.rmdir()
