@@ -16,7 +16,7 @@ import pytest
 
 from course_grading.pipeline import sandbox
 
-MODES = [pytest.param("root", marks=pytest.mark.skipif(os.geteuid() != 0, reason="the tests do not run as root")),
+MODES = [pytest.param("root", marks=pytest.mark.skipif(os.geteuid() != 0, reason="the tests run as a user")),
          "user"]
 GRADE = """import json, sys
 from course_grading.pipeline.grading import grade_class
@@ -55,7 +55,8 @@ def as_user(argv, stash):
         stash_here.mkdir()
         hidden, folder = shlex.quote(str(stash_here)), shlex.quote(folder)
         lines += [f"mount --bind {folder} {hidden}", f"mount -t tmpfs -o mode=0711 none {folder}",
-                  f'for e in {hidden}/* {hidden}/.[!.]*; do [ -e "$e" ] || continue; n={folder}/"${{e##*/}}"; '
-                  f'if [ -d "$e" ]; then mkdir "$n"; else touch "$n"; fi; mount --bind "$e" "$n"; done']
+                  f'for e in {hidden}/* {hidden}/.[!.]*; do [ -e "$e" ] || continue; '
+                  f'n={folder}/"${{e##*/}}"; if [ -d "$e" ]; then mkdir "$n"; else touch "$n"; fi; '
+                  'mount --bind "$e" "$n"; done']
     script = " && ".join(lines + ['exec "$@"'])
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv]

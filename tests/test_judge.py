@@ -124,8 +124,10 @@ def test_sandbox_sees_its_folder_only(mode, monkeypatch):
              "for p in [%r, %r, '/root/.ssh']:\n    print(os.path.exists(p))\n"
              "import course_utils\ntry:\n    import course_grading\n    print('grader visible')\nexcept ImportError:\n"
              "    print('grader hidden')\nwritable = []\n"
-             "for place in ['/', '/dev', '/dev/shm', '/tmp', '.', '/var/tmp', os.path.dirname(os.environ['COURSE_JUDGE'])]:\n"
-             "    try:\n        open(os.path.join(place, 'probe'), 'w').close()\n        writable.append(place)\n"
+             "folder = os.path.dirname(os.environ['COURSE_JUDGE'])\n"
+             "for place in ['/', '/dev', '/dev/shm', '/tmp', '.', '/var/tmp', folder]:\n"
+             "    try:\n        open(os.path.join(place, 'probe'), 'w').close()\n"
+             "        writable.append(place)\n"
              "    except OSError:\n        pass\nprint(writable, shutil.disk_usage('/tmp').total)"
              ) % (str(ROOT / "source"), str(ROOT / "course_grading"))
     if mode == "user":

@@ -194,7 +194,7 @@ def test_folders_of_ended_grading_processes_are_removed():
 
     ended = subprocess.Popen(["true"])
     ended.wait()
-    stale, alive = Path(warm.PLACE, f"cg-warm-{ended.pid}-test"), Path(warm.PLACE, f"cg-warm-{os.getpid()}-test")
+    stale, alive = (Path(warm.PLACE, f"cg-warm-{pid}-test") for pid in (ended.pid, os.getpid()))
     try:
         for folder in (stale / "box" / "ipc", alive):
             folder.mkdir(parents=True)

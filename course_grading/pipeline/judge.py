@@ -198,8 +198,8 @@ class JudgedExecute(Execute):
         try:
             with self.setup_kernel():
                 if self.sandboxed:
-                    self.watchdog = sandbox.Watchdog(self.zygote.process.pid if self.zygote else
-                                                     self.km.provisioner.process.pid, self.folder, self.budget)
+                    outermost = self.zygote.process.pid if self.zygote else self.km.provisioner.process.pid
+                    self.watchdog = sandbox.Watchdog(outermost, self.folder, self.budget)
                     self.watchdog.start()
                 info = self.wait_for_reply(self.kc.kernel_info())
                 self.nb.metadata["language_info"] = info["content"]["language_info"]

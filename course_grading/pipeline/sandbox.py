@@ -160,8 +160,8 @@ def command(folder, argv, uid=None, env=None, budget=None):
     # per process: its address space within the memory budget, each file within the disk budget
     limits = [f"--{name}={value}" for name, value in
               {**LIMITS, "as": budget["memory"], "fsize": budget["disk"]}.items()]
-    copy_in = (f'cp -R {shlex.quote(str(folder / "work"))} {WORK} && cp -R {shlex.quote(str(folder / "mpl"))} '
-               f'{MPL} && cd {WORK} && exec "$@"')
+    work, mpl = (shlex.quote(str(folder / name)) for name in ("work", "mpl"))
+    copy_in = f'cp -R {work} {WORK} && cp -R {mpl} {MPL} && cd {WORK} && exec "$@"'
     return args + ["prlimit", *limits, "--", "sh", "-c", copy_in, "sh", *argv]
 
 
@@ -171,7 +171,7 @@ def prepare_folder(folder, submission, uid):
     folder = Path(folder)
     (folder / "work").mkdir(parents=True)
     (folder / "mpl").mkdir()
-    (folder / "ipc").mkdir(exist_ok=True)  # a warm sandbox binds it: emptied between notebooks, never replaced
+    (folder / "ipc").mkdir(exist_ok=True)  # a warm sandbox binds it: emptied between notebooks, not replaced
     for item in Path(submission).iterdir():
         if item.is_file() and not item.is_symlink():
             shutil.copyfile(item, folder / "work" / item.name)
@@ -205,11 +205,10 @@ class Watchdog(threading.Thread):
             inside = _descendants(self.pid)
             if not inside:
                 continue
-            memory = sum(map(_pss, inside)) + _used(f"/proc/{inside[-1]}/root/dev/shm")
-            disk = _used(f"/proc/{inside[-1]}/root/tmp"), _free(f"/proc/{inside[-1]}/root/tmp")
-            if memory > self.budget["memory"]:
+            shm, tmp = (_usage(f"/proc/{inside[-1]}/root{place}") for place in ("/dev/shm", "/tmp"))
+            if sum(map(_pss, inside)) + shm[0] > self.budget["memory"]:
                 self.exceeded = f"memory budget ({size(self.budget['memory'])})"
-            elif disk[0] and disk[1] < 1 << 20 or _bytes_in(self.ipc) > 1 << 20:
+            elif tmp[0] and tmp[1] < 1 << 20 or _bytes_in(self.ipc) > 1 << 20:
                 self.exceeded = f"disk budget ({size(self.budget['disk'])})"
             if self.exceeded:
                 for pid in inside[:1] + [self.pid]:
@@ -255,20 +254,13 @@ def _pss(pid):
         return 0
 
 
-def _used(path):
+def _usage(path):
+    """(bytes used, bytes free) of the filesystem at `path`; (0, 0) when it cannot be seen."""
     try:
         fs = os.statvfs(path)
     except OSError:
-        return 0
-    return (fs.f_blocks - fs.f_bfree) * fs.f_frsize
-
-
-def _free(path):
-    try:
-        fs = os.statvfs(path)
-    except OSError:
-        return 1 << 62
-    return fs.f_bavail * fs.f_frsize
+        return 0, 0
+    return (fs.f_blocks - fs.f_bfree) * fs.f_frsize, fs.f_bavail * fs.f_frsize
 
 
 def _bytes_in(folder):

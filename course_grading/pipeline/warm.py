@@ -51,8 +51,9 @@ class Zygote:
         self.root = Path(tempfile.mkdtemp(prefix=f"cg-warm-{os.getpid()}-", dir=PLACE))
         os.chmod(self.root, 0o755)  # a sandbox made in a user namespace binds it as the sandbox user
         # removes the folder once this process has gone, even by SIGTERM or SIGKILL (its pipe then closes)
-        self.reaper = subprocess.Popen(["sh", "-c", 'read _; chmod -R u+rwx "$0"; rm -rf "$0"', str(self.root)],
-                                       stdin=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.reaper = subprocess.Popen(["sh", "-c", 'read _; chmod -R u+rwx "$0"; rm -rf "$0"', self.root],
+                                       stdin=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                       start_new_session=True)
         self.folder = self.root / "box"
         self.process = self.control = None
         self.lock = threading.Lock()
@@ -69,7 +70,7 @@ class Zygote:
         return self.folder
 
     def fork(self, connection_file):
-        """Namespace pid of a fresh kernel for `connection_file`, run in a fresh copy of the folder's work/."""
+        """Namespace pid of a fresh kernel for `connection_file`, run in a fresh copy of the submission."""
         if self.process is None or self.process.poll() is not None:
             self.start()
         reply = self._ask(op="fork", connection_file=str(connection_file), folder=str(self.folder),
