@@ -31,7 +31,7 @@ LEFT = ["/tmp/atexit_leak", "/tmp/background_leak"]
 PLACES = """import os
 places = {line.split()[4] for line in open('/proc/self/mountinfo')}
 places |= {os.path.dirname(p) for p in places} | {os.getcwd(), os.environ['HOME'], os.environ['MPLCONFIGDIR'],
-          '/var/tmp', os.path.dirname(os.environ['COURSE_JUDGE']) + '/ipc'}
+          '/var/tmp', '/dev/shm', os.path.dirname(os.environ['COURSE_JUDGE']) + '/ipc'}
 """
 TAMPER = FIRST + PLACES + f"""import atexit, builtins, ctypes, os, subprocess, sys, torch
 ctypes.CDLL(None).shmget(0x5EC, 4096, 0o1666)  # System V shared memory outlives its process

@@ -190,28 +190,33 @@ def sandbox_uid():
 
 
 class Watchdog(threading.Thread):
-    """Watches the sandbox whose outermost process is `pid`: when its processes together (proportional set
-    size) and its /dev/shm use more than `memory` bytes, or its /tmp is full, or its folder of sockets
+    """Watches the sandbox whose outermost process is `pid` through its own /proc (only its processes): when
+    they use more memory together (proportional set size, read only when their resident sizes add up to
+    the budget) with its /dev/shm than the memory budget, or its /tmp is full, or its folder of sockets
     holds more than a MiB, it kills the sandbox and keeps the reason in `.exceeded`."""
 
-    def __init__(self, pid, folder, budget=None, every=0.2):
+    def __init__(self, pid, folder, budget=None, every=0.25):
         super().__init__(daemon=True)
         self.pid, self.ipc, self.every = pid, Path(folder) / "ipc", every
         self.budget = {**BUDGET, **(budget or {})}
         self.exceeded, self.stopping = "", threading.Event()
 
     def run(self):
-        while not self.stopping.wait(self.every):
-            inside = _descendants(self.pid)
-            if not inside:
-                continue
-            shm, tmp = (_usage(f"/proc/{inside[-1]}/root{place}") for place in ("/dev/shm", "/tmp"))
-            if sum(map(_pss, inside)) + shm[0] > self.budget["memory"]:
+        init = _child(self.pid)  # the sandbox's pid 1
+        inside = f"/proc/{init}/root"
+        while init and not self.stopping.wait(self.every):
+            try:
+                pids = [f"{inside}/proc/{p}" for p in os.listdir(f"{inside}/proc") if p.isdigit()]
+            except OSError:  # ended
+                return
+            shm, tmp = _usage(f"{inside}/dev/shm"), _usage(f"{inside}/tmp")
+            if (sum(map(_resident, pids)) + shm[0] > self.budget["memory"]
+                    and sum(map(_proportional, pids)) + shm[0] > self.budget["memory"]):
                 self.exceeded = f"memory budget ({size(self.budget['memory'])})"
             elif tmp[0] and tmp[1] < 1 << 20 or _bytes_in(self.ipc) > 1 << 20:
                 self.exceeded = f"disk budget ({size(self.budget['disk'])})"
             if self.exceeded:
-                for pid in inside[:1] + [self.pid]:
+                for pid in (init, self.pid):
                     try:
                         os.kill(pid, signal.SIGKILL)
                     except OSError:
@@ -228,27 +233,29 @@ def size(n):
     return f"{n / (1 << 30):g} GiB" if n >= 1 << 30 else f"{n / (1 << 20):g} MiB"
 
 
-def _descendants(pid):
-    """`pid`'s descendants, parents before children."""
-    children = {}
+def _child(pid):
+    """A child process of `pid` (bubblewrap's has one: the sandbox's init); None when there is none."""
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    found, queue = [], list(children.get(pid, []))
-    while queue:
-        found.append(queue.pop(0))
-        queue += children.get(found[-1], [])
-    return found
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    return int(entry)
+        except (OSError, IndexError, ValueError):
+            continue
+    return None
 
 
-def _pss(pid):
+def _resident(proc):
     try:
-        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        with open(f"{proc}/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _proportional(proc):
+    try:
+        with open(f"{proc}/smaps_rollup") as rollup:
             return next(int(line.split()[1]) << 10 for line in rollup if line.startswith("Pss:"))
     except (OSError, StopIteration, ValueError):
         return 0
