@@ -40,6 +40,13 @@ c.LatePenalty.duedates = {unit: f"2027-{month:02d}-{day:02d} 23:59:00 UTC" for u
     ("04_mlp_pytorch", 2, 26), ("05_initialization", 3, 5), ("06_batchnorm", 3, 12),
     ("07_dropout_regularization", 3, 19), ("08_optimizers", 3, 26), ("09_double_descent", 4, 2)]}
 
+# What one notebook's kernel may use (course_grading/pipeline/sandbox.py): memory for its processes and
+# /dev/shm together, disk for the files it writes (its folder and /tmp, a tmpfs: memory too). A notebook
+# over budget loses its remaining cells, named in the problems column. COURSE_MEMORY_BUDGET and
+# COURSE_DISK_BUDGET (bytes) override them for one run.
+c.JudgedExecute.memory_budget = int(os.environ.get("COURSE_MEMORY_BUDGET", 4 << 30))
+c.JudgedExecute.disk_budget = int(os.environ.get("COURSE_DISK_BUDGET", 1 << 30))
+
 c.Autograde.autograde_preprocessors = [JudgedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 

@@ -1,7 +1,9 @@
 """Students who attack the grader, graded by real nbgrader next to honest students (unit 01).
 
 Every attack gains no point, changes no honest student's grade or files, leaks no hidden-check
-code into feedback, and is named in the problems column of grades.csv.
+code into feedback, and is named in the problems column of grades.csv. A notebook that goes over its memory
+or disk budget loses its remaining cells, even correct ones. As root and as an ordinary user
+(tests/sandbox_modes.py), with a memory budget of 2 GiB to keep the machine's memory free.
 """
 import copy
 import csv
@@ -18,7 +20,7 @@ from course_grading import samples
 from course_grading.pipeline import sandbox
 from course_grading.banks import variants
 from course_grading.course import ROOT
-from course_grading.pipeline.grading import grade_class
+from tests.sandbox_modes import MODES, grade
 
 UNIT = "01_perceptron"
 pytestmark = pytest.mark.skipif(bool(sandbox.available()), reason=f"no sandbox here: {sandbox.available()}")
@@ -60,6 +62,13 @@ ATTACKS = {
     "kill_kernel": ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", True),
     "ignore_interrupts": ("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(10 ** 6)", True),
 }
+# fully solved notebooks that go over a budget in their first cell: no cell after it earns anything
+BUDGET_ATTACKS = {
+    "disk": "data = b'x' * (100 << 20)\nfor i in range(30):\n    open(f'/tmp/hog{i}', 'wb').write(data)",
+    "memory": ("import os, time\nimport numpy as np\nfor i in range(16):\n    if os.fork() == 0:\n"
+               "        hog = np.ones(1 << 25)\n        time.sleep(60)\n        os._exit(0)\ntime.sleep(60)"),
+}
+MEMORY_BUDGET = 2 << 30
 LYING_ANSWER = '''import numpy as np
 
 class Liar(np.ndarray):
@@ -87,15 +96,17 @@ def _digest(folder):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(folder).glob("*"))}
 
 
-@pytest.fixture(scope="module")
-def attacked(tmp_path_factory):
-    scratch = tmp_path_factory.mktemp("attacks")
+@pytest.fixture(scope="module", params=MODES)
+def attacked(request, tmp_path_factory):
+    scratch = tmp_path_factory.mktemp(f"attacks_{request.param}")
     subs, out = scratch / "subs", scratch / "graded"
     solved, stub = samples.student_notebook(ROOT, UNIT), samples.student_notebook(ROOT, UNIT, solved=False)
     partial = samples.student_notebook(ROOT, UNIT, next(v for v in variants(UNIT) if v.breaks))
     work = {"honest_full": solved, "honest_partial": partial}
     for name, (code, full) in ATTACKS.items():
         work[f"attack_{name}"] = _with_cell(solved if full else stub, code)
+    for name, code in BUDGET_ATTACKS.items():
+        work[f"over_{name}_budget"] = _with_cell(solved, code)
     liar = copy.deepcopy(stub)
     next(c for c in liar.cells if samples.grade_id(c) == "perceptron_predict").source = LYING_ANSWER
     work["attack_lying_objects"] = liar
@@ -108,7 +119,9 @@ def attacked(tmp_path_factory):
     os.symlink(subs / "honest_full" / UNIT, subs / "attack_unit_link" / UNIT)
     os.symlink(subs / "honest_full", subs / "attack_student_link")
     honest_before = {s: _digest(subs / s / UNIT) for s in ("honest_full", "honest_partial")}
-    report = grade_class(subs, out, jobs=2, progress=False, only=(UNIT,), cell_timeout=20)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("COURSE_MEMORY_BUDGET", str(MEMORY_BUDGET))
+        report = grade(request.param, subs, out, jobs=2, only=(UNIT,), cell_timeout=20)
     with open(report.grades_csv, newline="") as f:
         rows = {row["student_id"]: row for row in csv.DictReader(f)}
     return report, rows, honest_before, subs, out
@@ -159,6 +172,15 @@ def test_escape_attempts_are_named(attacked):
     assert "out of memory" in rows["attack_memory"]["problems"]
     assert "time limit" in rows["attack_sleep_forever"]["problems"]
     assert "not allowed" in rows["attack_network"]["problems"] or "judge" in rows["attack_network"]["problems"]
+
+
+@pytest.mark.parametrize("budget", BUDGET_ATTACKS)
+def test_a_notebook_over_budget_loses_its_remaining_cells(attacked, budget):
+    _, rows, _, _, out = attacked
+    row = rows[f"over_{budget}_budget"]
+    assert _points(row) == 0, row
+    assert f"went over the notebook's {budget} budget" in row["problems"], row["problems"]
+    assert "This test cell did not run" in _outputs(out, f"over_{budget}_budget")
 
 
 def _outputs(out, student):

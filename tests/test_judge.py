@@ -1,4 +1,5 @@
 """The pieces under grading isolation: the wire format, the judge's proxies and source checks, the sandbox."""
+import os
 import subprocess
 
 import numpy as np
@@ -10,6 +11,7 @@ from course_grading.course import ROOT
 from course_grading.pipeline.grading import SandboxUnavailable, grade_class
 from course_utils import wire
 from course_utils.checks import CheckFailed
+from tests.sandbox_modes import MODES, as_user
 
 
 def roundtrip(value):
@@ -111,17 +113,34 @@ def test_what_a_check_prints_goes_to_the_students_cell(monkeypatch, capsys):
 
 
 @pytest.mark.skipif(bool(sandbox.available()), reason=f"no sandbox here: {sandbox.available()}")
-def test_sandbox_sees_its_folder_only(tmp_path):
-    work = sandbox.prepare_folder(tmp_path / "box", ROOT / "release" / "01_perceptron", sandbox.sandbox_uid())
-    probe = ("import os\nprint(sorted(os.listdir('.')))\n"
+@pytest.mark.parametrize("mode", MODES)
+def test_sandbox_sees_its_folder_only(mode, monkeypatch):
+    """A cold kernel's sandbox: the submission's copy and nothing of the grader; only /tmp (a tmpfs of the
+    disk budget's size), /dev/shm and its folder of sockets are writable."""
+    import sys
+    import tempfile
+
+    probe = ("import os, shutil\nprint(sorted(os.listdir('.')))\n"
              "for p in [%r, %r, '/root/.ssh']:\n    print(os.path.exists(p))\n"
              "import course_utils\ntry:\n    import course_grading\n    print('grader visible')\nexcept ImportError:\n"
-             "    print('grader hidden')") % (str(ROOT / "source"), str(ROOT / "course_grading"))
-    import sys
-    done = subprocess.run(sandbox.command(tmp_path / "box", work, [sys.executable, "-c", probe],
-                                          uid=sandbox.sandbox_uid()), capture_output=True, text=True, timeout=120)
-    assert (done.stdout + done.stderr).split("\n")[:5] == ["['01_perceptron.ipynb']", "False", "False", "False", "grader hidden"], \
-        done.stdout + done.stderr
+             "    print('grader hidden')\nwritable = []\n"
+             "folder = os.path.dirname(os.environ['COURSE_JUDGE'])\n"
+             "for place in ['/', '/dev', '/dev/shm', '/tmp', '.', '/var/tmp', folder]:\n"
+             "    try:\n        open(os.path.join(place, 'probe'), 'w').close()\n"
+             "        writable.append(place)\n"
+             "    except OSError:\n        pass\nprint(writable, shutil.disk_usage('/tmp').total)"
+             ) % (str(ROOT / "source"), str(ROOT / "course_grading"))
+    if mode == "user":
+        monkeypatch.setenv(sandbox.USERNS, "1")
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as folder, tempfile.TemporaryDirectory() as stash:
+        sandbox.prepare_folder(folder, ROOT / "release" / "01_perceptron", sandbox.sandbox_uid())
+        argv = sandbox.command(folder, [sys.executable, "-c", probe], uid=sandbox.sandbox_uid(),
+                               env={"COURSE_JUDGE": f"{folder}/judge.sock"}, budget={"disk": 64 << 20})
+        done = subprocess.run(as_user(argv, stash) if mode == "user" and os.geteuid() == 0 else argv,
+                              capture_output=True, text=True, timeout=120)
+    assert (done.stdout + done.stderr).split("\n")[:6] == [
+        "['01_perceptron.ipynb']", "False", "False", "False", "grader hidden",
+        f"['/dev/shm', '/tmp', '.'] {64 << 20}"], done.stdout + done.stderr
 
 
 def test_grading_without_a_sandbox_is_refused_unless_asked(tmp_path, monkeypatch):

@@ -1,9 +1,15 @@
 """Warm kernels (course_grading.pipeline.warm) keep every notebook apart: one grading worker forks the kernels
-of four notebooks from one zygote, in order: A tampers with everything it can reach, B checks it sees
-none of it, C attacks the zygote itself, D checks again and is graded as if nothing had happened.
+of four notebooks from one zygote, in order: A tampers with everything it can reach (a file in every place of
+its sandbox it can write), B checks it sees none of it, C attacks the zygote itself, D checks again and is
+graded as if nothing had happened. As root and as an ordinary user (tests/sandbox_modes.py).
 """
 import copy
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -12,7 +18,7 @@ import pytest
 from course_grading import samples
 from course_grading.pipeline import sandbox
 from course_grading.course import ROOT
-from course_grading.pipeline.grading import grade_class
+from tests.sandbox_modes import MODES, grade
 
 UNIT = "01_perceptron"
 pytestmark = pytest.mark.skipif(bool(sandbox.available()), reason=f"no sandbox here: {sandbox.available()}")
@@ -20,9 +26,14 @@ pytestmark = pytest.mark.skipif(bool(sandbox.available()), reason=f"no sandbox h
 FIRST = """import hashlib, numpy as np, random
 print('RNG', hashlib.sha256(np.random.get_state()[1].tobytes()).hexdigest()[:16], random.random())
 """
-LEFT = ["/tmp/leak", "leak", "../mpl/leak", "../ipc/leak", "../leak",
-        "/tmp/atexit_leak", "/tmp/background_leak"]
-TAMPER = FIRST + f"""import atexit, builtins, ctypes, os, subprocess, sys, torch
+LEFT = ["/tmp/atexit_leak", "/tmp/background_leak"]
+# every mount of the sandbox, the folders above them, and the places a kernel is told of
+PLACES = """import os
+places = {line.split()[4] for line in open('/proc/self/mountinfo')}
+places |= {os.path.dirname(p) for p in places} | {os.getcwd(), os.environ['HOME'], os.environ['MPLCONFIGDIR'],
+          '/var/tmp', '/dev/shm', os.path.dirname(os.environ['COURSE_JUDGE']) + '/ipc'}
+"""
+TAMPER = FIRST + PLACES + f"""import atexit, builtins, ctypes, os, subprocess, sys, torch
 ctypes.CDLL(None).shmget(0x5EC, 4096, 0o1666)  # System V shared memory outlives its process
 ctypes.CDLL(None).mq_open(b'/leak', os.O_CREAT | os.O_RDWR, 0o666, None)  # so does a POSIX message queue
 TAMPERED_GLOBAL = 1
@@ -32,17 +43,20 @@ os.environ['TAMPERED'] = '1'
 np.mean = lambda *a, **k: 42
 torch.zeros = lambda *a, **k: 42
 np.random.seed(12345); random.seed(12345); torch.manual_seed(12345)
-for path in {LEFT[:5]!r}:
+written = []
+for place in sorted(places):
     try:
-        open(path, 'w').write('x')
-    except OSError as error:
-        print(path, error)
+        open(os.path.join(place, 'cg_leak'), 'w').write('x')
+        written.append(place)
+    except OSError:
+        pass
+print('WROTE', written)
 atexit.register(lambda: open('/tmp/atexit_leak', 'w').write('x'))
 subprocess.Popen(['sleep', '1000'])
 subprocess.Popen(['sh', '-c', 'while true; do touch /tmp/background_leak; sleep 0.1; done'],
                  start_new_session=True)
 """
-CHECK = FIRST + f"""import builtins, ctypes, os, sys, torch
+CHECK = FIRST + PLACES + f"""import builtins, ctypes, os, sys, torch
 leaks = [name for name, leaked in [
     ('global', 'TAMPERED_GLOBAL' in globals()), ('builtins', hasattr(builtins, 'TAMPERED')),
     ('module', hasattr(sys.modules['course_utils'], 'TAMPERED')), ('environ', 'TAMPERED' in os.environ),
@@ -54,6 +68,7 @@ leaks = [name for name, leaked in [
     ('shared memory', ctypes.CDLL(None).shmget(0x5EC, 0, 0o666) != -1),
     ('message queue', ctypes.CDLL(None).mq_open(b'/leak', os.O_RDONLY) != -1)] if leaked]
 leaks += [path for path in {LEFT!r} if os.path.exists(path)]
+leaks += [place for place in sorted(places) if os.path.exists(os.path.join(place, 'cg_leak'))]
 for pid in filter(str.isdigit, os.listdir('/proc')):
     try:
         program = open(f'/proc/{{pid}}/cmdline', 'rb').read().split(b'\\0')[0]
@@ -82,14 +97,14 @@ def _first(nb, code):
     return nb
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    scratch = tmp_path_factory.mktemp("warm")
+@pytest.fixture(scope="module", params=MODES)
+def graded(request, tmp_path_factory):
+    scratch = tmp_path_factory.mktemp(f"warm_{request.param}")
     solved = samples.student_notebook(ROOT, UNIT)
     work = {"a_tamper": _first(solved, TAMPER), "b_check": _first(solved, CHECK),
             "c_attack": _first(solved, ATTACK), "d_check": _first(solved, CHECK)}
     samples.write_class(scratch / "subs", {student: {UNIT: nb} for student, nb in work.items()})
-    report = grade_class(scratch / "subs", scratch / "graded", jobs=1, progress=False, only=(UNIT,))
+    report = grade(request.param, scratch / "subs", scratch / "graded", jobs=1, only=(UNIT,))
     outputs = {}
     for student in work:
         nb = samples.read(scratch / "graded" / "autograded" / student / UNIT / f"{UNIT}.ipynb")
@@ -104,6 +119,15 @@ def test_the_next_notebook_sees_nothing_of_the_last(graded):
         assert report.scores[student, UNIT][0] == report.scores[student, UNIT][1]
 
 
+def test_a_kernel_can_write_only_where_it_is_emptied(graded):
+    """/tmp (the notebook's folder and matplotlib's cache in it), /dev/shm and the folder of its sockets;
+    not the root, /dev, /var/tmp or any folder made for a mount point."""
+    _, outputs = graded
+    written = re.search(r"WROTE (\[.*\])", outputs["a_tamper"])[1]
+    assert sorted(eval(written)) == sorted(["/dev/shm", "/tmp", "/tmp/.matplotlib", "/tmp/work",
+                                            re.search(r"'(/var/tmp/cg-warm-[^']*/box/ipc)'", written)[1]])
+
+
 def test_every_kernel_has_a_fresh_random_state(graded):
     _, outputs = graded
     states = [re.search(r"RNG (\S+) (\S+)", outputs[s]).groups() for s in ("a_tamper", "b_check", "d_check")]
@@ -116,26 +140,23 @@ def test_an_attack_on_the_zygote_gains_nothing(graded):
     assert "PTRACE -1" in outputs["c_attack"]
 
 
-def test_cleaning_tmp_keeps_what_read_only_paths_are_bound_on(tmp_path, monkeypatch):
-    """A course cloned under /tmp is bound on folders of the sandbox's /tmp: emptying /tmp between
-    notebooks must keep those (deleting them detaches the binds in the running sandbox) and nothing else."""
-    from course_grading.pipeline import warm
+def test_emptying_tmp_keeps_what_read_only_paths_are_bound_on(tmp_path):
+    """A course cloned under /tmp is bound on folders of the sandbox's /tmp: the zygote empties /tmp between
+    notebooks but for mount points and the folders above them (deleting them would fail or detach binds)."""
+    from course_grading.pipeline import zygote
 
-    monkeypatch.setattr(sandbox, "readonly_paths", lambda: [Path("/tmp/clone/.venv"), Path("/usr/lib")])
-    assert sandbox.mount_points("/tmp") == {Path("/tmp/clone"), Path("/tmp/clone/.venv")}
-    for path in ("clone/.venv", "clone/leak/deep", "leak"):
+    for path in ("clone/.venv/bin", "clone/leak/deep", "leak"):
         (tmp_path / path).mkdir(parents=True)
     (tmp_path / "clone" / "file").write_text("left by a kernel")
-    warm._empty(tmp_path, keep={tmp_path / "clone", tmp_path / "clone" / ".venv"})
-    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["clone", "clone/.venv"]
+    (tmp_path / "clone" / "leak").chmod(0)
+    zygote._empty(str(tmp_path), {str(tmp_path / "clone" / ".venv")})
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == \
+        ["clone", "clone/.venv", "clone/.venv/bin"]
 
 
 def test_course_run_forks_warm_kernels_names_errors_and_stays_quiet(tmp_path):
     """`course run` forks its kernels too: a notebook's error is named, its files stay in its sandbox,
     and no kernel banner or TCP warning reaches the terminal."""
-    import subprocess
-    import sys
-
     from course_grading.tools.runner import execute
 
     broken = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("open('litter', 'w').write('x')"),
@@ -150,3 +171,35 @@ def test_course_run_forks_warm_kernels_names_errors_and_stays_quiet(tmp_path):
     assert [line.split()[-1] for line in lines[1:-1]] == ["ok", "ok"], course.stdout
     for noise in ("entry point", "without encryption", "--existing"):
         assert noise not in course.stdout + course.stderr, noise
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_a_grading_process_leaves_no_folder_however_it_ends(signum):
+    """A zygote's /var/tmp/cg-warm-<pid>-* goes with its process (a `dask worker` stopped by SIGTERM too)."""
+    code = ("import time\nfrom course_grading.pipeline import warm\n"
+            "print(warm.zygote(None).root, flush=True)\ntime.sleep(600)")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    root = Path(process.stdout.readline().strip())
+    assert root.is_dir() and root.name.startswith(f"cg-warm-{process.pid}-")
+    process.send_signal(signum)
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while root.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not root.exists()
+
+
+def test_folders_of_ended_grading_processes_are_removed():
+    from course_grading.pipeline import warm
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    stale, alive = (Path(warm.PLACE, f"cg-warm-{pid}-test") for pid in (ended.pid, os.getpid()))
+    try:
+        for folder in (stale / "box" / "ipc", alive):
+            folder.mkdir(parents=True)
+        (stale / "box" / "ipc").chmod(0)
+        warm.remove_stale()
+        assert not stale.exists() and alive.exists()
+    finally:
+        alive.rmdir()

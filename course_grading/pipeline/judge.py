@@ -161,7 +161,7 @@ class SandboxedKernelManager:
         env = {"COURSE_JUDGE": self.judge_path}
         if not self.sandboxed:
             return ["env", *(f"{k}={v}" for k, v in env.items()), *command]
-        return sandbox.command(self.folder, self.work, command, uid=self.uid, env=env)
+        return sandbox.command(self.folder, command, uid=self.uid, env=env, budget=self.budget)
 
 
 class JudgedExecute(Execute):
@@ -169,6 +169,10 @@ class JudgedExecute(Execute):
 
     sandboxed = Bool(True, help="Run the kernel in a bubblewrap sandbox (False only for trusted code)").tag(config=True)
     warm = Bool(True, help="Fork sandboxed kernels from this process's zygote (course_grading.pipeline.warm)").tag(config=True)
+    memory_budget = Integer(sandbox.BUDGET["memory"], help="Bytes of memory a notebook's kernel may use, its "
+                            "processes and /dev/shm together").tag(config=True)
+    disk_budget = Integer(sandbox.BUDGET["disk"], help="Bytes of files a notebook's kernel may write "
+                          "(its folder and /tmp)").tag(config=True)
     incidents_dir = Unicode("", help="Where to write what went wrong per notebook (JSON)").tag(config=True)
     output_limit = Integer(2_000_000, help="Characters of output kept per cell").tag(config=True)
     # a busy machine can deliver a cell's last outputs late: wait longer, and never fail the notebook for it
@@ -179,12 +183,13 @@ class JudgedExecute(Execute):
         resources = resources or {}
         self.incidents = []
         self.uid = sandbox.sandbox_uid() if self.sandboxed else None
-        self.zygote = warm.zygote(self.uid) if self.sandboxed and self.warm else None
+        self.budget = {"memory": self.memory_budget, "disk": self.disk_budget}
+        self.zygote = warm.zygote(self.uid, self.budget) if self.sandboxed and self.warm else None
         with contextlib.nullcontext(self.zygote.fresh_folder()) if self.zygote else \
                 tempfile.TemporaryDirectory(prefix="cg-") as folder:
             folder = Path(folder)
             submission = resources.get("metadata", {}).get("path") or os.getcwd()
-            self.work = sandbox.prepare_folder(folder, submission, self.uid)
+            sandbox.prepare_folder(folder, submission, self.uid)
             self.folder = folder
             self.judge = Judge(folder / "judge.sock")
             try:
@@ -203,7 +208,7 @@ class JudgedExecute(Execute):
         self.km = manager_class(kernel_name=self.kernel_name or "python3", config=self.config,
                                 transport="ipc", ip=str(self.folder / "ipc" / "k"),
                                 connection_file=str(self.folder / "kernel.json"))
-        self.km.folder, self.km.work, self.km.uid = self.folder, self.work, self.uid
+        self.km.folder, self.km.uid, self.km.budget = self.folder, self.uid, self.budget
         self.km.judge_path, self.km.sandboxed = self.judge.path, self.sandboxed
         if self.zygote:
             self.km.zygote = self.zygote
@@ -230,9 +235,13 @@ class JudgedExecute(Execute):
 
     def _run_from(self, start, resources):
         """Run cells from `start` in a fresh kernel (replaying earlier code cells); the next start."""
-        self.km = None
+        self.km, self.watchdog = None, None
         try:
             with self.setup_kernel():
+                if self.sandboxed:
+                    outermost = self.zygote.process.pid if self.zygote else self.km.provisioner.process.pid
+                    self.watchdog = sandbox.Watchdog(outermost, self.folder, self.budget)
+                    self.watchdog.start()
                 info = self.wait_for_reply(self.kc.kernel_info())
                 self.nb.metadata["language_info"] = info["content"]["language_info"]
                 self._replay(start)
@@ -241,13 +250,42 @@ class JudgedExecute(Execute):
                     try:
                         self.preprocess_cell(cell, resources, index)
                     except (DeadKernelError, CellTimeoutError, RuntimeError) as error:
+                        if self._exceeded():
+                            return self._over_budget(cell, index, self._exceeded())
                         self._lost_kernel(cell, index, error)
                         return index + 1
+                    if self._exceeded() or self._disk_full(cell):
+                        return self._over_budget(cell, index, self._exceeded() or
+                                                 f"disk budget ({sandbox.size(self.budget['disk'])})")
                     if self._timed_out and not self._responsive():
                         self._lost_kernel(cell, index, "it ignored the interrupt after the time limit")
                         return index + 1
         except (DeadKernelError, RuntimeError) as error:  # died while shutting down or replaying
-            self.incidents.append(f"the kernel failed ({type(error).__name__}: {str(error)[:100]})")
+            why = f"it went over its {self._exceeded()}" if self._exceeded() else \
+                f"{type(error).__name__}: {str(error)[:100]}"
+            self.incidents.append(f"the kernel failed ({why})")
+        finally:
+            if self.watchdog:
+                self.watchdog.stop()
+        return len(self.nb.cells)
+
+    def _exceeded(self):
+        return self.watchdog.exceeded if self.watchdog else ""
+
+    @staticmethod
+    def _disk_full(cell):
+        return any(o.get("ename") == "OSError" and "No space left on device" in str(o.get("evalue"))
+                   for o in cell.get("outputs", []))
+
+    def _over_budget(self, cell, index, budget):
+        """Stop the notebook where `cell` went over a budget: the cells after it are not run."""
+        what = samples.grade_id(cell) or f"cell {index + 1}"
+        self.incidents.append(f"{what} went over the notebook's {budget}: the cells after it were not run")
+        cell.outputs = list(cell.get("outputs", [])) + [_error(
+            "BudgetExceeded", f"This cell went over the notebook's {budget}: its kernel was stopped and "
+                              "the cells after it were not run.")]
+        if samples.is_test(cell):
+            self.judge.end_cell()
         return len(self.nb.cells)
 
     def _replay(self, upto):
@@ -333,7 +371,8 @@ class JudgedExecute(Execute):
     def _note_limits(self, cell, index):
         """Name the cell when one of the sandbox's limits stopped it."""
         for output in cell.get("outputs", []):
-            message = {"MemoryError": f"ran out of memory (the sandbox allows {sandbox.LIMITS['as'] >> 30} GiB)",
+            message = {"MemoryError": "ran out of memory (the sandbox allows "
+                                      f"{sandbox.size(self.budget['memory'])} per process)",
                        "BlockingIOError": "hit the sandbox's limit on processes"}.get(output.get("ename"))
             if message:
                 self.incidents.append(f"{samples.grade_id(cell) or f'cell {index + 1}'} {message}")

@@ -1,14 +1,18 @@
 """Warm kernels: per grading process one sandboxed zygote (pipeline/zygote.py) that has imported numpy,
 torch, matplotlib, ipykernel and course_utils, and forks a fresh kernel for each notebook.
 
-The sandbox's writable folder and its /tmp are host folders that this side empties between notebooks,
-after the zygote has killed every other process of the sandbox; one kernel runs at a time. A zygote
-that dies or stops answering is killed with its whole sandbox and started again when next needed.
+Between notebooks the zygote kills every other process of its sandbox and empties the sandbox's /tmp
+(the notebook's folder included) and /dev/shm; this side empties the folder it shares with the sandbox
+(the submission's copy, read-only there, and the kernel's sockets). One kernel runs at a time. A zygote
+that dies or stops answering is killed with its whole sandbox and started again when next needed. Its
+host folder, /var/tmp/cg-warm-<pid>-*, goes when the grading process ends, however it ends (a helper
+process waits for that), or when the next grading process finds it left behind by a dead one.
 """
+import contextlib
 import json
 import multiprocessing.util
 import os
-import shutil
+import re
 import signal
 import socket
 import subprocess
@@ -29,23 +33,28 @@ class ZygoteError(RuntimeError):
     """The zygote died, stopped answering or refused to fork."""
 
 
-def zygote(uid):
-    """This thread's zygote for sandbox user `uid` (started when it first forks a kernel): a zygote
-    runs one kernel at a time, so a worker that grades in several threads has one per thread, and a
+def zygote(uid, budget=None):
+    """This thread's zygote for sandbox user `uid` and budget (started when it first forks a kernel): a
+    zygote runs one kernel at a time, so a worker that grades in several threads has one per thread, and a
     forked worker never uses its parent's."""
-    key = os.getpid(), uid, threading.get_ident()
+    key = os.getpid(), uid, threading.get_ident(), tuple(sorted((budget or {}).items()))
     if key not in _ZYGOTES:
-        _ZYGOTES[key] = Zygote(uid)
+        _ZYGOTES[key] = Zygote(uid, budget)
         multiprocessing.util.Finalize(None, _ZYGOTES[key].close, exitpriority=10)  # pool workers skip atexit
     return _ZYGOTES[key]
 
 
 class Zygote:
-    def __init__(self, uid):
-        self.uid = uid
-        # not under /tmp: the sandbox's /tmp is a folder of its own, emptied between notebooks
-        self.root = Path(tempfile.mkdtemp(prefix="cg-warm-", dir="/var/tmp"))
-        self.folder, self.tmp = self.root / "box", self.root / "tmp"
+    def __init__(self, uid, budget=None):
+        self.uid, self.budget = uid, budget
+        remove_stale()
+        self.root = Path(tempfile.mkdtemp(prefix=f"cg-warm-{os.getpid()}-", dir=PLACE))
+        os.chmod(self.root, 0o755)  # a sandbox made in a user namespace binds it as the sandbox user
+        # removes the folder once this process has gone, even by SIGTERM or SIGKILL (its pipe then closes)
+        self.reaper = subprocess.Popen(["sh", "-c", 'read _; chmod -R u+rwx "$0"; rm -rf "$0"', self.root],
+                                       stdin=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                       start_new_session=True)
+        self.folder = self.root / "box"
         self.process = self.control = None
         self.lock = threading.Lock()
 
@@ -57,18 +66,15 @@ class Zygote:
                     self.stop()
             except ZygoteError:
                 pass  # stopped with its sandbox
-        _empty(self.folder)
-        # read-only paths under /tmp (a course cloned there) are bound on folders of self.tmp: deleting
-        # those would detach the binds inside the running sandbox
-        _empty(self.tmp, keep={self.tmp / p.relative_to("/tmp") for p in sandbox.mount_points("/tmp")})
-        os.chmod(self.tmp, 0o1777)
+        _empty(self.folder, keep=("ipc",))
         return self.folder
 
-    def fork(self, connection_file, workdir):
-        """Namespace pid of a fresh kernel for `connection_file`, run in `workdir` (inside self.folder)."""
+    def fork(self, connection_file):
+        """Namespace pid of a fresh kernel for `connection_file`, run in a fresh copy of the submission."""
         if self.process is None or self.process.poll() is not None:
-            self.start(workdir)
-        reply = self._ask(op="fork", connection_file=str(connection_file), workdir=str(workdir))
+            self.start()
+        reply = self._ask(op="fork", connection_file=str(connection_file), folder=str(self.folder),
+                          workdir=sandbox.WORK)
         if "error" in reply:
             self.stop()
             raise ZygoteError(reply["error"])
@@ -86,8 +92,8 @@ class Zygote:
         except ZygoteError:
             pass
 
-    def start(self, workdir):
-        """Start the zygote (seconds: until it has imported everything), `workdir` as its kernels' HOME."""
+    def start(self):
+        """Start the zygote in the prepared folder (seconds: until it has imported everything)."""
         self.stop()
         start = time.perf_counter()
         ours, theirs = socket.socketpair()
@@ -95,7 +101,7 @@ class Zygote:
         # -Xfrozen_modules=off as in ipykernel's kernel spec (the debugger warns otherwise)
         source = Path(__file__).with_name("zygote.py").read_text()
         argv = [sys.executable, "-Xfrozen_modules=off", "-c", source]
-        self.process = subprocess.Popen(sandbox.command(self.folder, workdir, argv, self.uid, env, self.tmp),
+        self.process = subprocess.Popen(sandbox.command(self.folder, argv, self.uid, env, self.budget),
                                         pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                                         start_new_session=True)
         theirs.close()
@@ -141,25 +147,50 @@ class Zygote:
 
     def close(self):
         self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
+        _remove(self.root)
+        self.reaper.stdin.close()
+        self.reaper.wait()
 
 
-def _empty(folder, keep=frozenset()):
-    """Remove everything in `folder` but the folders `keep` (emptied in turn)."""
+PLACE = "/var/tmp"  # not /tmp, which may be a tmpfs of little room
+
+
+def remove_stale():
+    """Remove the zygote folders of this user's grading processes that have ended."""
+    for folder in Path(PLACE).glob("cg-warm-*-*"):
+        owner = re.fullmatch(r"cg-warm-(\d+)-\w+", folder.name)
+        with contextlib.suppress(OSError):  # gone meanwhile
+            if owner and not _alive(int(owner[1])) and folder.stat().st_uid == os.getuid():
+                _remove(folder)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        pass
+    return True
+
+
+def _empty(folder, keep=()):
+    """Remove everything in `folder` but the folders named in `keep` (emptied: the sandbox binds them), what
+    the kernel made unreadable or unwritable (chmod 0) included."""
     folder.mkdir(exist_ok=True)
-    for entry in folder.iterdir():
-        if entry in keep and entry.is_dir() and not entry.is_symlink():
-            _empty(entry, keep)
-        elif entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, onerror=_unlock)
+    for entry in os.scandir(folder):
+        if entry.is_dir(follow_symlinks=False):
+            os.chmod(entry.path, 0o700)
+            _empty(Path(entry.path))
+            if entry.name not in keep:
+                os.rmdir(entry.path)
         else:
-            entry.unlink()
+            os.unlink(entry.path)
 
 
-def _unlock(function, path, _):
-    """A folder the kernel made unwritable (chmod 0) is emptied anyway."""
-    os.chmod(os.path.dirname(path), 0o700)
-    function(path)
+def _remove(folder):
+    _empty(folder)
+    folder.rmdir()
 
 
 class _Forked:
@@ -193,6 +224,6 @@ class WarmProvisioner(LocalProvisioner):
 
     async def launch_kernel(self, cmd, **kwargs):
         manager = self.parent
-        self.process = _Forked(manager.zygote, manager.zygote.fork(manager.connection_file, manager.work))
-        self.pid, self.pgid, self.cwd = self.process.pid, None, manager.work
+        self.process = _Forked(manager.zygote, manager.zygote.fork(manager.connection_file))
+        self.pid, self.pgid, self.cwd = self.process.pid, None, sandbox.WORK
         return self.connection_info

@@ -2,14 +2,17 @@
 
 It imports what every notebook imports, marks itself non-dumpable (no ptrace, no /proc/<pid>/mem for
 the kernels), then serves the grader on the socket COURSE_ZYGOTE_FD, one JSON line per request:
-fork a fresh ipykernel for a connection file (after killing every other process of the sandbox), poll
-or signal it, or clean up. A forked kernel closes that socket first, so it cannot ask for anything.
+fork a fresh ipykernel for a connection file (after cleaning up, in the notebook's folder copied afresh),
+poll or signal it, or clean up: kill every other process of the sandbox, drop SysV IPC objects, empty
+/tmp and /dev/shm (the sandbox's only writable places but its folder of sockets, which the grader empties).
+A forked kernel closes that socket first, so it cannot ask for anything.
 """
 import contextlib
 import ctypes
 import gc
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -49,7 +52,8 @@ def _imports():
 
 
 def clean():
-    """Kill every process of the sandbox but this one and its init, wait for them, drop SysV IPC objects."""
+    """Kill every process of the sandbox but this one and its init, wait for them, drop SysV IPC objects,
+    empty /tmp and /dev/shm; how many processes are left."""
     if (os.getpid(), os.getppid()) != (2, 1):  # kill(-1) is only safe inside the sandbox's pid namespace
         raise RuntimeError("the zygote runs outside a pid namespace of its own")
     try:
@@ -70,7 +74,33 @@ def clean():
         with open(f"/proc/sysvipc/{kind}") as table:
             for line in list(table)[1:]:
                 remove(int(line.split()[1]))
+    with open("/proc/self/mountinfo") as table:
+        mounts = {line.split()[4] for line in table}
+    for folder in ("/tmp", "/dev/shm"):
+        _empty(folder, mounts)
     return len(_others())
+
+
+def _empty(folder, mounts=()):
+    """Remove what is in `folder` but mount points and their parents (read-only paths bound under /tmp),
+    whatever a kernel made unreadable or unwritable included."""
+    for entry in os.scandir(folder):
+        if entry.path in mounts:
+            continue
+        if any(m.startswith(entry.path + "/") for m in mounts):
+            _empty(entry.path, mounts)
+        elif entry.is_dir(follow_symlinks=False):
+            os.chmod(entry.path, 0o700)
+            _empty(entry.path)
+            os.rmdir(entry.path)
+        else:
+            os.unlink(entry.path)
+
+
+def _copy_in(folder, workdir, mplconfig):
+    """The notebook's folder and matplotlib's cache, fresh from the grader's copy in `folder`."""
+    shutil.copytree(os.path.join(folder, "work"), workdir)
+    shutil.copytree(os.path.join(folder, "mpl"), mplconfig, dirs_exist_ok=True)
 
 
 def _others():
@@ -112,6 +142,7 @@ def serve(control):
         op, pid = request["op"], request.get("pid")
         if op == "fork":
             clean()
+            _copy_in(request["folder"], request["workdir"], os.environ["MPLCONFIGDIR"])
             exits.clear()
             threads = len(os.listdir("/proc/self/task"))
             if threads != 1:

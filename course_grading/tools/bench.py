@@ -52,7 +52,8 @@ def pool_start_seconds():
     zygote = warm.Zygote(sandbox.sandbox_uid())
     try:
         with tempfile.TemporaryDirectory() as empty:
-            return zygote.start(sandbox.prepare_folder(zygote.fresh_folder(), empty, zygote.uid))
+            sandbox.prepare_folder(zygote.fresh_folder(), empty, zygote.uid)
+            return zygote.start()
     finally:
         zygote.close()
 
