@@ -149,7 +149,8 @@ def logistic_regression_gradients(X, y, w, b):
     return loss, dw, db
 ''', breaks=(T_STAB,), says="finite number"),
     Variant("loss as log(1 + exp(z)) - y z (overflows at z = 800)", cell=LOGISTIC,
-            replace=(("np.maximum(z, 0.0) - y * z + np.log1p(np.exp(-np.abs(z)))", "np.log(1 + np.exp(z)) - y * z"),),
+            replace=(("np.maximum(z, 0.0) - y * z + np.log1p(np.exp(-np.abs(z)))",
+                      "np.log(1 + np.exp(z)) - y * z"),),
             breaks=(T_STAB,), says="loss for z = 800, -800, -800, 800: got inf"),
     Variant("z clipped to +-100 before the loss", cell=LOGISTIC,
             replace=(("    z = X @ w + b\n", "    z = np.clip(X @ w + b, -100, 100)\n"),),

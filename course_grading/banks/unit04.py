@@ -6,12 +6,13 @@ _COUNT = "count_parameters"
 _TRAIN = "train_one_epoch"
 _EVAL = "evaluate"
 _DIGITS = "train_digits_classifier"
+_WRONG_OUTPUT = "HousePricesMLP(2, 1) on a batch of 7 houses: wrong values"
 
 VARIANTS = [
     # --- HousePricesMLP -------------------------------------------------------------------------
     Variant("ReLU after the output layer", cell=_MLP,
             replace=(("return self.out(x)", "return torch.relu(self.out(x))"),),
-            breaks=("test_HousePricesMLP",), says="HousePricesMLP(2, 1) on a batch of 7 houses: wrong values"),
+            breaks=("test_HousePricesMLP",), says=_WRONG_OUTPUT),
     Variant("sigmoid on the output", cell=_MLP,
             replace=(("return self.out(x)", "return torch.sigmoid(self.out(x))"),),
             breaks=("test_HousePricesMLP",), says="no ReLU or sigmoid on the output"),
@@ -21,14 +22,14 @@ VARIANTS = [
             breaks=("test_HousePricesMLP",), says="a ReLU after each of the first two"),
     Variant("second ReLU missing", cell=_MLP,
             replace=(("x = torch.relu(self.fc2(x))", "x = self.fc2(x)"),),
-            breaks=("test_HousePricesMLP",), says="HousePricesMLP(2, 1) on a batch of 7 houses: wrong values"),
+            breaks=("test_HousePricesMLP",), says=_WRONG_OUTPUT),
     Variant("no ReLU at all (a linear model)", cell=_MLP,
             replace=(("x = torch.relu(self.fc1(x))", "x = self.fc1(x)"),
                      ("x = torch.relu(self.fc2(x))", "x = self.fc2(x)")),
             breaks=("test_HousePricesMLP",), says="a ReLU after each of the first two"),
     Variant("ReLU applied to the input too", cell=_MLP,
             replace=(("x = torch.relu(self.fc1(x))", "x = torch.relu(self.fc1(torch.relu(x)))"),),
-            breaks=("test_HousePricesMLP",), says="HousePricesMLP(2, 1) on a batch of 7 houses: wrong values"),
+            breaks=("test_HousePricesMLP",), says=_WRONG_OUTPUT),
     Variant("wrong hidden sizes (4, 4)", cell=_MLP,
             replace=(("self.fc2 = nn.Linear(4, 3)", "self.fc2 = nn.Linear(4, 4)"),
                      ("self.out = nn.Linear(3, output_dim)", "self.out = nn.Linear(4, output_dim)")),

@@ -127,9 +127,9 @@ def _judge_backward(call, out, cache, reference_out, against_reference, against_
         try:
             against_own_forward(call(cache))
         except CheckFailed:
-            raise CheckFailed(f"{failure}\n(Your forward gives a wrong output here too. This backward was graded "
-                              "against the right gradient, given your cache with the right forward output, "
-                              "and against the numerical gradient of your own forward: it matches "
+            raise CheckFailed(f"{failure}\n(Your forward gives a wrong output here too. This backward was "
+                              "graded against the right gradient, given your cache with the right forward "
+                              "output, and against the numerical gradient of your own forward: it matches "
                               "neither.)") from None
         return False
 
