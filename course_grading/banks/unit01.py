@@ -3,6 +3,7 @@ from course_grading.banks import Variant
 
 PREDICT = ("test_perceptron_predict",)
 TRAIN = ("test_perceptron_train",)
+_INTEGER_X_DTYPE = "integer-valued X (dtype int64), epochs=0, lr=1.0: dtype int64, expected float64"
 
 _TRAIN_VIA_WRONG_PREDICT = """
 def perceptron_predict(X, w, b):
@@ -101,11 +102,16 @@ def perceptron_predict(X, w, b):
     Variant("w starts as integer zeros", cell="perceptron_train",
             replace=(("w = np.zeros(d)", "w = np.zeros(d, dtype=int)"),
                      ("w += lr * err * X[i]", "w = w + lr * err * X[i]")),
-            breaks=TRAIN, says="dtype int64, expected float64"),
+            breaks=TRAIN, says=_INTEGER_X_DTYPE),
     Variant("zeros_like of an integer X (casting error)", cell="perceptron_train",
             replace=(("X = np.asarray(X, dtype=float)\n", "X = np.asarray(X)\n"),
                      ("w = np.zeros(d)", "w = np.zeros_like(X[0])")),
-            breaks=TRAIN, says="integer-valued X"),
+            breaks=TRAIN, says=_INTEGER_X_DTYPE),
+    Variant("zeros_like of the first row, updated by rebinding", cell="perceptron_train",
+            replace=(("X = np.asarray(X, dtype=float)\n", "X = np.asarray(X)\n"),
+                     ("w = np.zeros(d)", "w = np.zeros_like(X[0])"),
+                     ("w += lr * err * X[i]", "w = w + lr * err * X[i]")),
+            breaks=TRAIN, says="expected float64. Start from float zeros"),
     Variant("scales the caller's sample in place", cell="perceptron_train",
             replace=(("""            w += lr * err * X[i]
 """, """            xi = X[i]

@@ -57,6 +57,26 @@ def tanh_backward(dout, cache):
     return dout / np.cosh(np.clip(cache["input"], -300, 300)) ** 2
 '''
 
+# a wrong forward (e^x / (1 + e^x): nan at x = +1000, cached as the output) beside a backward: the right
+# backward keeps its points, a wrong one loses them (each exercise is judged on its own)
+_SIGMOID_NAN_FORWARD = '''
+def sigmoid_forward(x):
+    out = np.exp(x) / (1.0 + np.exp(x))
+    return out, out
+'''
+
+# a forward without the bias (its cache holds the true x and W) beside a backward
+_LINEAR_NO_BIAS_FORWARD = '''
+def linear_forward(x, W, b):
+    return x @ W, (x, W)
+'''
+
+_RELU_IN_PLACE_FORWARD = '''
+def relu_forward(x):
+    x[x < 0] = 0.0
+    return x, x
+'''
+
 _LINEAR_BACKWARD_LOOPED = '''
 def linear_backward(dout, cache):
     x, W = cache
@@ -243,10 +263,29 @@ VARIANTS = [
             replace=(("db = dout.sum(axis=0)", "db = dout.sum(axis=0, keepdims=True)"),),
             breaks=("test_linear_backward",), says="shape (1, 2), expected (2,)"),
     Variant("linear_backward with explicit loops", cell="linear_backward", source=_LINEAR_BACKWARD_LOOPED),
+    Variant("linear forward without the bias, right backward", cell="linear_backward",
+            source=_LINEAR_NO_BIAS_FORWARD + _LINEAR_BACKWARD_LOOPED),
+    Variant("linear forward without the bias, db from the first sample only", cell="linear_backward",
+            source=_LINEAR_NO_BIAS_FORWARD + _LINEAR_BACKWARD_LOOPED.replace("db[j] += dout[i, j]",
+                                                                              "db[j] = dout[0, j]"),
+            breaks=("test_linear_backward",), says="db"),
     # ---- activations -----------------------------------------------------------------------
     Variant("wrong shape: relu with np.max (a reduction) instead of np.maximum", cell="relu_forward",
             replace=(("np.maximum(x, 0.0)", "np.max(x, 0)"),),
             breaks=("test_relu_forward",), says="shape (3,), expected (2, 3)"),
+    Variant("relu forward in place (x[x < 0] = 0)", cell="relu_forward", source=_RELU_IN_PLACE_FORWARD,
+            breaks=("test_relu_forward",), says="relu_forward changed its input"),
+    Variant("relu in-place forward beside a right backward", cell="relu_backward",
+            source=_RELU_IN_PLACE_FORWARD + '''
+
+def relu_backward(dout, cache):
+    return dout * (cache > 0)
+'''),
+    Variant("relu backward in place (dout[x <= 0] = 0)", cell="relu_backward", source='''
+def relu_backward(dout, cache):
+    dout[cache <= 0] = 0.0
+    return dout
+''', breaks=("test_relu_backward",), says="do not write into dout or the cache"),
     Variant("relu: mask inverted (x < 0)", cell="relu_backward",
             replace=(("dout * (x > 0)", "dout * (x < 0)"),),
             breaks=("test_relu_backward",), says="dx of relu_backward"),
@@ -276,6 +315,18 @@ VARIANTS = [
             source=_SIGMOID_CACHE_X_BUG, breaks=("test_sigmoid_backward",), says="dx of sigmoid_backward"),
     Variant("NaN: sigmoid derivative as exp(-x)/(1+exp(-x))**2 (nan at -1000)", cell="sigmoid_backward",
             source=_SIGMOID_EXP_FORMULA_NAN, breaks=("test_sigmoid_backward",), says="contains nan"),
+    Variant("sigmoid forward with nan at +1000, right backward", cell="sigmoid_backward",
+            source=_SIGMOID_NAN_FORWARD + '''
+
+def sigmoid_backward(dout, cache):
+    return dout * cache * (1.0 - cache)
+'''),
+    Variant("sigmoid forward with nan at +1000, backward without (1 - s)", cell="sigmoid_backward",
+            source=_SIGMOID_NAN_FORWARD + '''
+
+def sigmoid_backward(dout, cache):
+    return dout * cache
+''', breaks=("test_sigmoid_backward",), says="dx of sigmoid_backward"),
     Variant("sigmoid caching the input, backward recomputes s", cell="sigmoid_backward",
             source=_SIGMOID_CACHE_X_ALT),
     Variant("exception: math.tanh on an array", cell="tanh_forward",
@@ -330,7 +381,7 @@ VARIANTS = [
             replace=(("h = np.maximum(z, 0.0) if layer < n_layers else z", "h = np.maximum(z, 0.0)"),
                      ("        if layer < n_layers:\n            d = d",
                       "        if True:\n            d = d")),
-            breaks=("test_mlp_loss_and_grads",), says="loss of"),
+            breaks=("test_mlp_loss_and_grads",), says="some of these five outputs are negative"),
     Variant("mlp: written for exactly three layers", cell="mlp_loss_and_grads", source=_MLP_THREE_LAYERS,
             breaks=("test_mlp_loss_and_grads",), says="1 layer"),
     Variant("mlp built from the layer functions", cell="mlp_loss_and_grads", source=_MLP_WITH_LAYERS),
@@ -366,7 +417,7 @@ VARIANTS = [
             replace=(("        for node in topo:\n            if node._prev:              "
                       "# intermediate results start from zero on every call\n"
                       "                node.grad = 0.0\n", ""),),
-            breaks=("test_Value_backward",), says="second"),
+            breaks=("test_Value_backward",), says="must start from 0 in every backward()"),
     Variant("Value: iterative topological sort with an explicit stack", cell="Value",
             replace=((_BACKWARD_BODY, _BACKWARD_STACK),)),
 ]

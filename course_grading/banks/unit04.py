@@ -6,22 +6,30 @@ _COUNT = "count_parameters"
 _TRAIN = "train_one_epoch"
 _EVAL = "evaluate"
 _DIGITS = "train_digits_classifier"
+_WRONG_OUTPUT = "HousePricesMLP(2, 1) on a batch of 7 houses: wrong values"
 
 VARIANTS = [
     # --- HousePricesMLP -------------------------------------------------------------------------
     Variant("ReLU after the output layer", cell=_MLP,
             replace=(("return self.out(x)", "return torch.relu(self.out(x))"),),
-            breaks=("test_HousePricesMLP",), says="ReLU after the output layer"),
+            breaks=("test_HousePricesMLP",), says=_WRONG_OUTPUT),
+    Variant("sigmoid on the output", cell=_MLP,
+            replace=(("return self.out(x)", "return torch.sigmoid(self.out(x))"),),
+            breaks=("test_HousePricesMLP",), says="no ReLU or sigmoid on the output"),
+    Variant("sigmoids instead of ReLUs", cell=_MLP,
+            replace=(("x = torch.relu(self.fc1(x))", "x = torch.sigmoid(self.fc1(x))"),
+                     ("x = torch.relu(self.fc2(x))", "x = torch.sigmoid(self.fc2(x))")),
+            breaks=("test_HousePricesMLP",), says="a ReLU after each of the first two"),
     Variant("second ReLU missing", cell=_MLP,
             replace=(("x = torch.relu(self.fc2(x))", "x = self.fc2(x)"),),
-            breaks=("test_HousePricesMLP",), says="ReLU after the second Linear layer is missing"),
+            breaks=("test_HousePricesMLP",), says=_WRONG_OUTPUT),
     Variant("no ReLU at all (a linear model)", cell=_MLP,
             replace=(("x = torch.relu(self.fc1(x))", "x = self.fc1(x)"),
                      ("x = torch.relu(self.fc2(x))", "x = self.fc2(x)")),
-            breaks=("test_HousePricesMLP",), says="no ReLU between the Linear layers"),
+            breaks=("test_HousePricesMLP",), says="a ReLU after each of the first two"),
     Variant("ReLU applied to the input too", cell=_MLP,
             replace=(("x = torch.relu(self.fc1(x))", "x = torch.relu(self.fc1(torch.relu(x)))"),),
-            breaks=("test_HousePricesMLP",), says="wrong output"),
+            breaks=("test_HousePricesMLP",), says=_WRONG_OUTPUT),
     Variant("wrong hidden sizes (4, 4)", cell=_MLP,
             replace=(("self.fc2 = nn.Linear(4, 3)", "self.fc2 = nn.Linear(4, 4)"),
                      ("self.out = nn.Linear(3, output_dim)", "self.out = nn.Linear(4, output_dim)")),
@@ -87,10 +95,10 @@ VARIANTS = [
             breaks=("test_train_one_epoch",), says="tensor"),
     Variant("forgets model.train()", cell=_TRAIN,
             replace=(("    model.train()\n", ""),),
-            breaks=("test_train_one_epoch",), says="model.train()"),
+            breaks=("test_train_one_epoch",), says="forward passes in eval mode: call model.train()"),
     Variant("trains in eval mode", cell=_TRAIN,
             replace=(("    model.train()\n", "    model.eval()\n"),),
-            breaks=("test_train_one_epoch",), says="eval mode"),
+            breaks=("test_train_one_epoch",), says="forward passes in eval mode: call model.train()"),
     Variant("batches not moved to device", cell=_TRAIN,
             replace=(("        inputs, targets = inputs.to(device), targets.to(device)\n", ""),),
             breaks=("test_train_one_epoch",), says=".to(device)"),
@@ -110,11 +118,11 @@ VARIANTS = [
             breaks=("test_evaluate",), says="eval"),
     Variant("evaluate without torch.no_grad()", cell=_EVAL,
             replace=(("    with torch.no_grad():\n        for", "    if True:\n        for"),),
-            breaks=("test_evaluate",), says="no_grad"),
+            breaks=("test_evaluate",), says="forward passes with gradient tracking on"),
     Variant("evaluate switches gradients off for good", cell=_EVAL,
             replace=(("    with torch.no_grad():\n        for",
                       "    torch.set_grad_enabled(False)\n    if True:\n        for"),),
-            breaks=("test_evaluate",), says="still switched off"),
+            breaks=("test_evaluate",), says="was still switched off, so later training"),
     Variant("evaluate calls zero_grad", cell=_EVAL,
             replace=(("    model.eval()\n", "    model.eval()\n    model.zero_grad()\n"),),
             breaks=("test_evaluate",), says=".grad"),
@@ -148,6 +156,9 @@ VARIANTS = [
     Variant("digits returns predictions instead of the model", cell=_DIGITS,
             replace=(("    return model\n", "    return model(inputs.to(device)).argmax(dim=1)\n"),),
             breaks=("test_train_digits_classifier",), says="nn.Module"),
+    Variant("digits network ending with a Softmax, trained with CrossEntropyLoss", cell=_DIGITS,
+            replace=(("nn.Linear(64, 10)).to(device)", "nn.Linear(64, 10), nn.Softmax(dim=1)).to(device)"),),
+            breaks=("test_train_digits_classifier",), says="'A classifier for handwritten digits'"),
 
     # --- correct alternatives ------------------------------------------------------------------
     Variant("nn.Sequential network", cell=_MLP, source='''class HousePricesMLP(nn.Module):
@@ -220,6 +231,9 @@ class HousePricesMLP(nn.Module):
     model.train(was_training)
     return sum(losses) / len(losses)
 '''),
+    Variant("digits network ending with LogSoftmax, trained with nll_loss", cell=_DIGITS,
+            replace=(("nn.Linear(64, 10)).to(device)", "nn.Linear(64, 10), nn.LogSoftmax(dim=1)).to(device)"),
+                     ("criterion = nn.CrossEntropyLoss()", "criterion = nn.functional.nll_loss"))),
     Variant("digits with SGD momentum, reusing train_one_epoch", cell=_DIGITS,
             source='''def train_digits_classifier(X_train, y_train, device, seed=0):
     torch.manual_seed(seed)

@@ -202,8 +202,9 @@ def _reference_gd(X, y, lr, epochs, batch_size=None, seed=0, bug=None):
 _DIAGNOSES = {
     "before": "losses[e] looks like the loss measured BEFORE epoch e's updates; record it after them.",
     "ascent": "the parameters climb the loss: step against the gradient (w - lr * dw, b - lr * db).",
-    "rng per epoch": ("every epoch repeats the same order: a new default_rng(seed) is made inside the "
-                      "epoch loop; make it once per call, before the loop."),
+    "rng per epoch": ("every epoch visits the samples in the same order: draw a new order = "
+                      "rng.permutation(N) in every epoch, from the one generator "
+                      "rng = np.random.default_rng(seed) made before the epoch loop."),
     "no shuffle": ("the samples are visited in their stored order: shuffle each epoch with "
                    "rng.permutation(N)."),
     "drop last": ("the last, smaller mini-batch is skipped: when N is not a multiple of batch_size it "

@@ -3,6 +3,11 @@
 References are torch autograd in float64 and float64 centred differences. Caches always come from
 the student's own forward function; upstream gradients are random (never all ones); ReLU inputs stay
 at least 0.1 away from the kink; every check uses several shapes, a batch of one included.
+
+A backward is judged on its own (`_judge_backward`): against the reference at the forward's inputs, given
+the student's cache with a wrong forward output in it replaced by the right one, or, when the forward is
+wrong, against centred differences of the student's own forward; either passes, so a mistake in a
+forward costs the forward's points only, and a wrong backward never passes by copying a wrong forward.
 """
 import contextlib
 
@@ -46,7 +51,8 @@ def _close_fd(actual, expected, what, hint=""):
 
 
 def _unchanged(before, after, what):
-    if not np.array_equal(before, after):
+    same_nan = before.dtype.kind == "f" and after.dtype.kind == "f"
+    if not np.array_equal(before, after, equal_nan=same_nan):
         index = tuple(int(i) for i in np.argwhere(before != after)[0]) if before.shape == after.shape else ()
         raise CheckFailed(f"{what} was changed by your function (first change at index {index}). "
                           f"Work on new arrays and leave the inputs as they were.")
@@ -70,6 +76,62 @@ def _forward(fn, name, x, *rest):
 
 def _shape_hint(name, of):
     return f"{name} must have the shape of {of}."
+
+
+def _same(out, reference):
+    """Whether a forward output equals the reference (float64, relative 1e-7)."""
+    try:
+        out = np.asarray(out, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    return out.shape == reference.shape and np.allclose(out, reference, rtol=1e-7, atol=1e-10)
+
+
+def _with_true_values(cache, wrong, right):
+    """`cache` with every array equal to the forward's wrong output `wrong` replaced by `right`."""
+    if isinstance(cache, np.ndarray):
+        wrong = np.asarray(wrong)
+        same = (cache.shape == wrong.shape and cache.dtype.kind in "fiu" and wrong.dtype.kind in "fiu"
+                and np.array_equal(cache, wrong, equal_nan=True))
+        return right.copy() if same else cache
+    if isinstance(cache, (tuple, list)):
+        return type(cache)(_with_true_values(item, wrong, right) for item in cache) \
+            if type(cache) in (tuple, list) else cache
+    if isinstance(cache, dict):
+        return {key: _with_true_values(value, wrong, right) for key, value in cache.items()}
+    return cache
+
+
+def _own_numeric(forward, name, args, index, dout):
+    """Centred differences of sum(out * dout) for the student's own forward, in its argument `index`."""
+    def f(value):
+        call = [np.array(arg, dtype=float) for arg in args]  # copies: the forward may write into them
+        call[index] = value.copy()
+        out, _ = _forward(forward, name, *call)
+        out = as_array(out, f"out of {name}")
+        if out.shape != dout.shape:
+            raise CheckFailed(f"out of {name} has shape {out.shape}, not {dout.shape}")
+        return float(np.sum(out * dout))
+    return numerical_gradient_ref(f, np.array(args[index], dtype=float))
+
+
+def _judge_backward(call, out, cache, reference_out, against_reference, against_own_forward):
+    """The rule for a backward (module docstring); returns True when it was graded against the reference."""
+    if _same(out, reference_out):
+        against_reference(call(cache))
+        return True
+    try:
+        against_reference(call(_with_true_values(cache, out, reference_out)))
+        return True
+    except CheckFailed as failure:
+        try:
+            against_own_forward(call(cache))
+        except CheckFailed:
+            raise CheckFailed(f"{failure}\n(Your forward gives a wrong output here too. This backward was "
+                              "graded against the right gradient, given your cache with the right forward "
+                              "output, and against the numerical gradient of your own forward: it matches "
+                              "neither.)") from None
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,30 +160,45 @@ def check_linear_backward(linear_forward, linear_backward):
         rng = np.random.default_rng(310 + seed)
         x, W, b = rng.normal(size=(n, d_in)), rng.normal(size=(d_in, d_out)), rng.normal(size=d_out)
         dout = _upstream(rng, (n, d_out))
-        _, cache = _forward(linear_forward, "linear_forward", x, W, b)
+        out, cache = _forward(linear_forward, "linear_forward", x.copy(), W.copy(), b.copy())
         dout_copy = dout.copy()
-        result = student_call(linear_backward, dout, cache,
-                              what=f"linear_backward(dout, cache) with x {x.shape}, W {W.shape}")
-        dx, dW, db = expect_tuple(result, ("dx", "dW", "db"), "linear_backward")
         tx, tW, tb = _t(x, True), _t(W, True), _t(b, True)
-        (tx @ tW + tb).backward(_t(dout))
+        reference_out = tx @ tW + tb
+        reference_out.backward(_t(dout))
         shapes = f"(x {x.shape}, W {W.shape}, dout {dout.shape})"
-        for name, got, ref, of, words in (
-                ("dx", dx, tx.grad, "x", "the upstream gradient sent back through W"),
-                ("dW", dW, tW.grad, "W", "the layer inputs combined with the upstream gradient, "
-                                          "summed over the batch"),
-                ("db", db, tb.grad, "b", "the upstream gradient summed over the batch")):
-            ref = _np(ref)
-            hint = f"{_shape_hint(name, of)} Expected: {words}."
-            got_array = as_array(got, f"{name} {shapes}")
-            if got_array.shape == ref.T.shape and ref.ndim == 2 and got_array.shape != ref.shape:
-                hint += f" Your {name} has the transposed shape."
-            elif got_array.shape == ref.shape and ref.ndim == 2 and ref.shape[0] == ref.shape[1] \
-                    and np.allclose(got_array, ref.T, rtol=1e-7, atol=1e-10):
-                hint += f" Your {name} is the transpose of the expected one."
-            _close(got_array, ref, f"{name} {shapes}", hint=hint)
+
+        def call(given):
+            result = student_call(linear_backward, dout, given,
+                                  what=f"linear_backward(dout, cache) with x {x.shape}, W {W.shape}")
+            return expect_tuple(result, ("dx", "dW", "db"), "linear_backward")
+
+        def against_reference(grads):
+            for name, got, ref, of, words in zip(
+                    ("dx", "dW", "db"), grads, (tx.grad, tW.grad, tb.grad), ("x", "W", "b"),
+                    ("the upstream gradient sent back through W",
+                     "the layer inputs combined with the upstream gradient, summed over the batch",
+                     "the upstream gradient summed over the batch")):
+                ref = _np(ref)
+                hint = f"{_shape_hint(name, of)} Expected: {words}."
+                got_array = as_array(got, f"{name} {shapes}")
+                if got_array.shape == ref.T.shape and ref.ndim == 2 and got_array.shape != ref.shape:
+                    hint += f" Your {name} has the transposed shape."
+                elif got_array.shape == ref.shape and ref.ndim == 2 and ref.shape[0] == ref.shape[1] \
+                        and np.allclose(got_array, ref.T, rtol=1e-7, atol=1e-10):
+                    hint += f" Your {name} is the transpose of the expected one."
+                _close(got_array, ref, f"{name} {shapes}", hint=hint)
+
+        def against_own_forward(grads):
+            for index, (name, got) in enumerate(zip(("dx", "dW", "db"), grads)):
+                numeric = _own_numeric(linear_forward, "linear_forward", (x, W, b), index, dout)
+                _close_fd(got, numeric, f"{name} {shapes} against your own linear_forward")
+
+        by_reference = _judge_backward(call, out, cache, _np(reference_out), against_reference,
+                                       against_own_forward)
         _unchanged(dout_copy, dout, "dout")
-        if seed == 2:  # the same answer from float64 centred differences
+        if seed == 2 and by_reference:  # the same answer from float64 centred differences
+            dx, dW, _ = call(cache)
+
             def loss_of(xv, Wv, bv):
                 return float(np.sum((xv @ Wv + bv) * dout))
             _close_fd(dx, numerical_gradient_ref(lambda v: loss_of(v, W, b), x.copy()), f"dx {shapes}")
@@ -164,22 +241,32 @@ def _check_act_backward(kind, forward, backward, extra=()):
     for seed, x in cases:
         rng = np.random.default_rng(seed + 1000)
         dout = _upstream(rng, x.shape)
-        out, cache = _forward(forward, fname, x)
+        out, cache = _forward(forward, fname, x.copy())  # a copy: an in-place forward must not change x here
         out_copy = np.array(out, dtype=float, copy=True)
         dout_copy = dout.copy()
-        dx = student_call(backward, dout, cache, what=f"{bname}(dout, cache) on x of shape {x.shape}")
         tx = _t(x, True)
-        _TORCH_ACT[kind](tx).backward(_t(dout))
+        reference_out = _TORCH_ACT[kind](tx)
+        reference_out.backward(_t(dout))
         label = f"dx of {bname} on x of shape {x.shape}"
         if np.abs(x).max() >= 100:
             label += " with inputs as large as 1000"
-        _close(dx, _np(tx.grad), label,
-               hint=f"dx must have the shape of x. Expected: {_WORDS[kind]}.")
+
+        def call(given):
+            return student_call(backward, dout, given, what=f"{bname}(dout, cache) on x of shape {x.shape}")
+
+        def against_reference(dx):
+            _close(dx, _np(tx.grad), label, hint=f"dx must have the shape of x. Expected: {_WORDS[kind]}.")
+
+        def against_own_forward(dx):
+            _close_fd(dx, _own_numeric(forward, fname, (x,), 0, dout), f"{label} against your own {fname}")
+
+        by_reference = _judge_backward(call, out, cache, _np(reference_out), against_reference,
+                                       against_own_forward)
         _unchanged(dout_copy, dout, "dout")
         _unchanged(out_copy, np.asarray(out, dtype=float), f"the output returned by {fname}")
-        if seed == 331:
+        if seed == 331 and by_reference:
             f = lambda v: float(np.sum(_np(_TORCH_ACT[kind](_t(v))) * dout))  # noqa: E731
-            _close_fd(dx, numerical_gradient_ref(f, x.copy()), label)
+            _close_fd(call(cache), numerical_gradient_ref(f, x.copy()), label)
 
 
 def _stable_call(fn, x, what, advice):

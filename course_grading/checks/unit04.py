@@ -443,6 +443,13 @@ def check_train_digits_classifier(train_digits_classifier, min_accuracy=0.93):
                               f"expected one score per class, shape ({len(X_test)}, 10).")
         if not torch.isfinite(logits).all():
             raise CheckFailed("the returned model outputs NaN or inf on the test digits.")
+        row_sums = logits.double().sum(dim=1)
+        if bool((logits >= 0).all()) and torch.allclose(row_sums, torch.ones_like(row_sums), atol=1e-4):
+            raise CheckFailed(f"the model returned by {what} outputs probabilities (every row is "
+                              "non-negative and sums to 1): it ends with a softmax. As the section 'A "
+                              "classifier for handwritten digits' says, nn.CrossEntropyLoss applies the softmax "
+                              "itself, so the network must not end with one: return the logits "
+                              "(log-probabilities from LogSoftmax are logits too).")
         accuracy = float((logits.argmax(dim=1).numpy() == np.asarray(y_test)).mean())
         if accuracy < min_accuracy:
             raise CheckFailed(f"{what}: test accuracy {accuracy:.3f}, below the required {min_accuracy:.2f}. "
