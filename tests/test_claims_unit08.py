@@ -38,8 +38,8 @@ def test_lr_range_test_suggestion_trains(ns):
     at_minimum = next(run for name, run in runs.items() if name.startswith("at the minimum"))
     assert ns["lr_at_min"] == pytest.approx(10 * ns["suggested_lr"])
     # chaotic: accuracy 0.70 on one CPU, 0.86 on another, 0.40 to 0.84 after 1e-7 nudges of the weights,
-    # with losses from 0.94 to 1.72
-    assert np.all((0.8 < at_minimum[0]) & (at_minimum[0] < 2.0)), "too large to settle: loss around 1"
+    # with per-epoch losses from 0.94 to 1.72 (3.5 in the last epoch after a 1e-6 nudge)
+    assert not np.any(at_minimum[0] < 0.8), "too large to settle: its loss hovers near 1 or above"
     assert at_minimum[1] < 0.9 < accuracy, "its accuracy well below 98 %"
     assert len(ns["X_digits"]) == 1797 and len(ns["range_lrs"]) <= 100
 
