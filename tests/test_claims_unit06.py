@@ -81,7 +81,11 @@ def test_forward_equations_and_a_batch_of_two(ns):
 
 def test_the_learning_rate_numbers(ns):
     assert min(ns["curves"]["plain"]) > 0.95 * math.log(10), "the plain net should sit near ln 10"
-    bn = dict(zip(ns["SWEEP_LRS"], ns["sweep"]["BN"]))
-    assert [lr for lr in ns["SWEEP_LRS"] if lr not in ns["plain_fails"]] == [0.3]   # learns only at 0.3
-    assert ns["bn_trains"] == [0.03, 0.1, 0.3, 1.0]                   # below 0.5 from 0.03 to 1
-    assert bn[3.0] > ns["TARGET_LOSS"] and 1.0 in ns["plain_fails"]  # fails only at 3; plain fails at 1
+    plain, bn = (dict(zip(ns["SWEEP_LRS"], ns["sweep"][label])) for label in ("plain", "BN"))
+    chance = ns["CHANCE_LOSS"]
+    # chaotic from 0.3 up: nudging the weights by 1e-7 or 1e-6 moves plain's loss at 0.3 between 1.44 and
+    # 1.95, at 1 between 2.09 and 2.31; BN's at 1 between 0.28 and 0.61
+    assert [lr for lr in ns["SWEEP_LRS"] if plain[lr] < 0.9 * chance] == [0.3], "learns something only at 0.3"
+    assert 0.85 * chance < plain[1.0], "at 1 it ends near chance level"
+    assert all(bn[lr] < ns["TARGET_LOSS"] for lr in (0.03, 0.1, 0.3))            # below 0.5 from 0.03 to 0.3
+    assert bn[1.0] < 2 * ns["TARGET_LOSS"] < bn[3.0], "near 0.3 (0.6 on some CPUs) at 1, fails at 3"

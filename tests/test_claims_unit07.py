@@ -103,7 +103,8 @@ def test_remedies_side_by_side(ns):
     baseline = histories["none"]["val_acc"][-1]
     raised = [histories["L2"]["val_acc"][-1], histories["dropout"]["val_acc"][-1], ns["restored_val_acc"]]
     assert all(val_acc > baseline + 0.03 for val_acc in raised)            # raised clearly
-    assert abs(histories["L1"]["val_acc"][-1] - baseline) < 0.01            # within a percentage point
+    # 0.005 on one CPU, 0.012 to 0.013 after 1e-7 and 1e-6 nudges of the initial weights (4 of 600 images)
+    assert abs(histories["L1"]["val_acc"][-1] - baseline) < 0.02            # within one or two points
     assert len(ns["early"]["val_losses"]) < ns["EPOCHS"] / 3                 # under a third of the cost
     accuracy = ns["ensemble_accuracy"]
     assert accuracy["average of 50 thinned networks"] > accuracy["one thinned network"] + 0.02   # noticeably

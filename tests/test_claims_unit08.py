@@ -37,8 +37,10 @@ def test_lr_range_test_suggestion_trains(ns):
     runs = ns["range_test_training"]
     at_minimum = next(run for name, run in runs.items() if name.startswith("at the minimum"))
     assert ns["lr_at_min"] == pytest.approx(10 * ns["suggested_lr"])
-    assert np.all((0.9 < at_minimum[0]) & (at_minimum[0] < 1.3)), "too large to settle: its loss stays near 1"
-    assert np.round(at_minimum[1], 2) == 0.70
+    # chaotic: accuracy 0.70 on one CPU, 0.86 on another, 0.40 to 0.84 after 1e-7 nudges of the weights,
+    # with per-epoch losses from 0.94 to 1.72 (3.5 in the last epoch after a 1e-6 nudge)
+    assert not np.any(at_minimum[0] < 0.8), "too large to settle: its loss hovers near 1 or above"
+    assert at_minimum[1] < 0.9 < accuracy, "its accuracy well below 98 %"
     assert len(ns["X_digits"]) == 1797 and len(ns["range_lrs"]) <= 100
 
 
@@ -60,7 +62,8 @@ def test_without_warm_up_other_seeds_do_not_recover_either(ns):
     for seed in (1, 2):
         with np.errstate(all="ignore"):
             ends.append(ns["train_full_batch"](4.0, seed=seed)[0][-1])
-    assert np.round(ends[0], 1) == 1.5 and ends[1] == pytest.approx(np.log(10), abs=0.01), ends
+    # chaotic: 1.5 and 2.30 on one CPU, 2.30 and 2.30 on another; nudged by 1e-7, seed 1 ends at 1.43 to 2.3
+    assert all(1.0 < end < 1.05 * np.log(10) for end in ends), ends
 
 
 def test_clipping_stops_the_runaway_not_the_bouncing(ns):
@@ -70,9 +73,11 @@ def test_clipping_stops_the_runaway_not_the_bouncing(ns):
     assert np.round(losses[2:4], 2).tolist() == [1.15, 1.80] and np.round(norms[2], 2) == 0.66
     assert np.round(norms[3], 1) == 2.3 and np.round(4 * free_norms[3], 1) == 9.4
     assert np.round(free_losses[4:7], 0).tolist() == [9, 19, 507], "the runaway"
-    assert np.round(losses[4:34].min(), 1) == 0.2 and np.round(losses[4:34].max(), 1) == 2.1
-    assert losses.max() == losses[0] and np.all(losses[34:] < 1.0), "never above its start, then it trains"
-    assert 1.5e-4 < losses[-1] < 2.5e-4 and np.all(np.isfinite(norms)), "trains to 2e-4"
+    assert np.round(losses[4], 1) == 2.1 and np.all(losses[4:10] > 1.0), "it bounces, up to 2.1 at first"
+    # the rest is chaotic: nudged by 1e-7, the bouncing ends between steps 17 and 46, peaks at 2.1 to 2.9,
+    # the run ends at 1.8e-4 to 6.4e-3 (its lowest loss in steps 4 to 34: 0.2 on one CPU, 0.009 on another)
+    assert losses.max() < 1.5 * losses[0] and np.all(np.isfinite(losses + norms)), "it never runs away"
+    assert 1e-4 < losses[-1] < 2e-2, "then it trains"
     assert np.isnan(free_losses[-1]), "the unclipped run ends as NaN"
 
 
