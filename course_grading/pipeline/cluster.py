@@ -8,13 +8,16 @@ The coordinator, the only writer of OUT, then runs nbgrader's own autograde on t
 `ReplayExecute` in place of the execution step, so nbgrader's SaveAutoGrades and AssignLatePenalties
 score it into the real gradebook (SQLite or PostgreSQL) exactly as a local autograde would.
 """
+import asyncio
 import contextlib
 import functools
 import hashlib
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -24,7 +27,7 @@ from sqlalchemy.exc import SAWarning
 from traitlets import Unicode
 
 from course_grading import samples
-from course_grading.pipeline import sandbox
+from course_grading.pipeline import sandbox, warm
 from course_grading.pipeline.judge import JudgedExecute
 from course_grading.course import ROOT, nbgrader_api
 
@@ -61,12 +64,80 @@ def _log_stderr_to(path):
     """LocalCluster workers: kernel chatter and worker logs go to OUT/autograde.log, not the terminal."""
     log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(log, 2)
+    os.close(log)
+
+
+def dask_setup(worker):
+    """Preloaded by LocalCluster workers (a restarted one too): they log to OUT/autograde.log, and ignore
+    Ctrl-C, which reaches the terminal's whole process group: the coordinator alone answers it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _log_stderr_to(os.environ["COURSE_GRADE_LOG"])
+
+
+_CTRL_C = {"deferred": 0, "pending": False}
+
+
+def _on_ctrl_c(signum, frame):
+    if _CTRL_C["deferred"]:
+        _CTRL_C["pending"] = True
+    else:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def ctrl_c_handled():
+    """Within this block Ctrl-C raises KeyboardInterrupt at once, except inside `ctrl_c_deferred()`.
+    (nbgrader's API turns a KeyboardInterrupt into a failed result, so grading would go on.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _CTRL_C.update(deferred=0, pending=False)
+
+
+@contextlib.contextmanager
+def ctrl_c_deferred():
+    """Ctrl-C inside this block (cluster start and stop, saving a result) takes effect as it ends: a result
+    is saved whole or not at all, and no worker is left half-started."""
+    _CTRL_C["deferred"] += 1
+    try:
+        yield
+    finally:
+        _CTRL_C["deferred"] -= 1
+        if not _CTRL_C["deferred"] and _CTRL_C["pending"]:
+            _CTRL_C["pending"] = False
+            raise KeyboardInterrupt
+
+
+def reached(stage):
+    """Tests stop `course grade` at a stage they name in $COURSE_GRADE_CTRL_C_AT ("cluster start",
+    "saving 3": the third result), with SIGINT to the process group, as a terminal's Ctrl-C."""
+    if os.environ.get("COURSE_GRADE_CTRL_C_AT") == stage:
+        os.killpg(os.getpgrp(), signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _stderr_to(path):
+    """This process's stderr goes to `path` meanwhile (processes started now inherit it)."""
+    saved = os.dup(2)
+    _log_stderr_to(path)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @contextlib.contextmanager
 def connect(scheduler, jobs, log):
     """A Dask client: on the scheduler at `scheduler` (an address, or a Client the caller made and keeps,
-    e.g. Dask Gateway's), else on a LocalCluster of `jobs` one-thread workers."""
+    e.g. Dask Gateway's), else on a LocalCluster of `jobs` one-thread workers (started and closed whole
+    even when Ctrl-C comes meanwhile)."""
+    import dask
     from distributed import Client, LocalCluster
 
     if isinstance(scheduler, Client):
@@ -81,11 +152,38 @@ def connect(scheduler, jobs, log):
         with client:
             yield client
         return
-    # no memory limit per worker, as before Dask: the sandbox limits each kernel, the judge needs torch
-    with LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, memory_limit=0,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
-        client.run(_log_stderr_to, str(log))
+    stack = contextlib.ExitStack()
+    client = None
+    try:
+        with ctrl_c_deferred(), _stderr_to(log):  # workers log there from their first line
+            # Dask's scratch folders (scheduler, nannies, workers) go where they are removed with the cluster
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="course-dask-"))
+            stack.enter_context(dask.config.set({"temporary-directory": scratch}))
+            # no memory limit per worker: the sandbox limits each kernel, the judge needs torch
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=max(1, jobs), threads_per_worker=1, memory_limit=0, silence_logs=logging.ERROR,
+                preload=[__name__], env={"COURSE_GRADE_LOG": str(log)}))
+            reached("cluster start")
+            client = stack.enter_context(Client(cluster))
         yield client
+    finally:
+        with ctrl_c_deferred():
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.run(_stop_grading)
+            stack.close()
+
+
+async def _stop_grading(dask_worker):
+    """On each LocalCluster worker before the cluster closes: end its sandboxes (a notebook still being
+    graded, after Ctrl-C, fails at once) and wait for its task, so that the worker ends by itself, its
+    folders removed, before the nanny would kill it."""
+    for (pid, *_), zygote in list(warm._ZYGOTES.items()):
+        if pid == os.getpid():
+            zygote.close()
+    deadline = time.monotonic() + 30
+    while dask_worker.state.executing_count and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
 
 
 def dashboard(client):

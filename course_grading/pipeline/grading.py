@@ -34,6 +34,7 @@ class ClassReport:
     problems: dict = field(default_factory=dict)    # (student, unit) -> [text]
     penalties: dict = field(default_factory=dict)   # (student, unit) -> late penalty taken off the score
     graded: list = field(default_factory=list)      # (student, unit) graded in this run
+    todo: list = field(default_factory=list)        # (student, unit) this run had to grade
     rejected: dict = field(default_factory=dict)    # folder name -> why it was not graded
     db_url: str = ""
     sandboxed: bool = True
@@ -69,6 +70,10 @@ class SandboxUnavailable(GradingRefused):
     """Untrusted notebooks would run with the instructor's powers: refuse unless told otherwise."""
 
 
+class GradingInterrupted(KeyboardInterrupt):
+    """Ctrl-C: the message says what was graded and saved, and that the same command resumes."""
+
+
 def _judge_settings(sandboxed, cell_timeout=None):
     settings = {"sandboxed": sandboxed}
     return settings if cell_timeout is None else {**settings, "timeout": cell_timeout}
@@ -90,7 +95,8 @@ def prepare(out, root, units, db_url):
             shutil.rmtree(dst)
         if not dst.exists() or unit not in known:
             shutil.copytree(src, dst, dirs_exist_ok=True)
-            result = api.generate_assignment(unit, force=True, create=True)
+            with cluster.ctrl_c_deferred():  # nbgrader's API would take Ctrl-C for a failure
+                result = api.generate_assignment(unit, force=True, create=True)
             if not result["success"]:
                 raise RuntimeError(f"could not set up {unit} in the gradebook:\n{result.get('error', '')}")
     gradebook = api.gradebook
@@ -193,6 +199,21 @@ def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progr
     db_url = db_url or os.environ.get("NBGRADER_DB_URL") or f"sqlite:///{out / 'gradebook.db'}"
     report = ClassReport(out=out, students=sorted(folders), units=units, rejected=rejected, sandboxed=sandboxed,
                          db_url=db_url)
+    try:
+        with cluster.ctrl_c_handled():
+            judge = _judge_settings(sandboxed, cell_timeout)
+            _grade(submissions, report, root, jobs, scheduler, progress, judge)
+    except KeyboardInterrupt:
+        left = len(report.todo) - len(report.graded)
+        raise GradingInterrupted(
+            f"interrupted: {len(report.graded)} notebook(s) graded and saved in {out} by this run"
+            + (f", {left} left" if report.todo else "") + "; the same command grades the rest") from None
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _grade(submissions, report, root, jobs, scheduler, progress, judge):
+    out, units, db_url = report.out, report.units, report.db_url
     prepare(out, root, units, db_url)
     gradable = intake_class(submissions, out, units, report)
     register_students({student for student, _ in gradable}, db_url, intake.identities(submissions))
@@ -216,11 +237,12 @@ def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progr
                 del ledger[key]
     _write_json_atomically(ledger_path, ledger)
 
+    report.todo = todo
     if todo:
         for student, unit in todo:
             (out / "incidents" / student / f"{unit}.json").unlink(missing_ok=True)
         _grade_on_dask(todo, gradable, ledger, report, scheduler=scheduler, jobs=jobs, progress=progress,
-                       judge=_judge_settings(sandboxed, cell_timeout), version=cluster.course_digest(root))
+                       judge=judge, version=cluster.course_digest(root))
 
     for key, entry in ledger.items():
         student, unit = key.split("/")
@@ -234,9 +256,8 @@ def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progr
             if not recorded.get("sandboxed", True):
                 report.problems[student, unit].append("graded unsandboxed")
     collect_scores(report, db_url)
-    write_csvs(report, db_url)
-    report.seconds = time.perf_counter() - start
-    return report
+    with cluster.ctrl_c_deferred():  # never half-written
+        write_csvs(report, db_url)
 
 
 def _grade_on_dask(todo, gradable, ledger, report, scheduler, jobs, progress, judge, version):
@@ -265,19 +286,22 @@ def _grade_on_dask(todo, gradable, ledger, report, scheduler, jobs, progress, ju
                 except Exception as error:  # noqa: BLE001 - the task failed on its worker: report, go on
                     why = f"{type(error).__name__}: {cluster.last_line(str(error))}"
                     outcome = {"success": False, "error": why}
-                result = cluster.save(api, out, staging, student, unit, outcome)
-                entry = {"seconds": round(outcome.get("seconds", 0), 2)}
-                if result["success"]:
-                    entry["digest"] = gradable[student, unit]
-                    if result.get("warning"):
-                        entry["warning"] = result["warning"]
-                else:
-                    entry["error"] = result["error"]
-                ledger["/".join((student, unit))] = entry
-                _write_json_atomically(ledger_path, ledger)
-                report.graded.append((student, unit))
+                with cluster.ctrl_c_deferred():  # the gradebook and the ledger agree
+                    result = cluster.save(api, out, staging, student, unit, outcome)
+                    cluster.reached(f"saving {len(report.graded) + 1}")
+                    entry = {"seconds": round(outcome.get("seconds", 0), 2)}
+                    if result["success"]:
+                        entry["digest"] = gradable[student, unit]
+                        if result.get("warning"):
+                            entry["warning"] = result["warning"]
+                    else:
+                        entry["error"] = result["error"]
+                    ledger["/".join((student, unit))] = entry
+                    _write_json_atomically(ledger_path, ledger)
+                    report.graded.append((student, unit))
         except BaseException:
-            client.cancel(list(futures))
+            with cluster.ctrl_c_deferred():
+                client.cancel(list(futures))
             raise
 
 
