@@ -3,10 +3,11 @@ check that every worker runs this course version, the task a worker runs, and ho
 
 A task is one (student, unit): it carries the submission's bytes, so workers share no filesystem with
 the coordinator. The worker autogrades it with nbgrader, sandboxed and judged, in a throwaway course
-directory and gradebook, and returns the autograded notebook, the feedback files and the incidents.
-The coordinator, the only writer of OUT, then runs nbgrader's own autograde on the same submission with
-`ReplayExecute` in place of the execution step, so nbgrader's SaveAutoGrades and AssignLatePenalties
-score it into the real gradebook (SQLite or PostgreSQL) exactly as a local autograde would.
+directory and gradebook, and returns what nbgrader scored there (per cell, with the submission's time),
+the autograded folder, the feedback files and the incidents. The coordinator, the only writer of OUT,
+checks that the result is of the submission and course version it sent, and writes the scores into the
+real gradebook (SQLite or PostgreSQL) through nbgrader's Gradebook API, a batch per transaction, with
+nbgrader's AssignLatePenalties step: the rows a local `nbgrader autograde` would write (tested).
 """
 import asyncio
 import contextlib
@@ -19,16 +20,9 @@ import signal
 import tempfile
 import threading
 import time
-import warnings
 from pathlib import Path
 
-from nbgrader.preprocessors import NbGraderPreprocessor
-from sqlalchemy.exc import SAWarning
-from traitlets import Unicode
-
-from course_grading import samples
 from course_grading.pipeline import sandbox, warm
-from course_grading.pipeline.judge import JudgedExecute
 from course_grading.course import ROOT, nbgrader_api
 
 
@@ -261,62 +255,102 @@ def grade_submission(work):
         outcome = {"success": result["success"],
                    "error": "" if result["success"] else last_line(result.get("error"))}
         if result["success"]:
-            outcome["notebook"] = (course / "autograded" / student / unit / f"{unit}.ipynb").read_text()
+            outcome["scores"] = scores_of(api.coursedir.db_url, unit, student)
+            outcome["autograded"] = _files(course / "autograded" / student / unit)
             feedback = api.generate_feedback(unit, student, force=True)
             if not feedback["success"]:
                 outcome["warning"] = "feedback failed: " + last_line(feedback.get("error"))
-            made = course / "feedback" / student / unit
-            outcome["feedback"] = {p.relative_to(made).as_posix(): p.read_bytes()
-                                   for p in made.rglob("*") if p.is_file()} if made.is_dir() else {}
+            outcome["feedback"] = _files(course / "feedback" / student / unit)
         incidents = course / "incidents" / student / f"{unit}.json"
         outcome["incidents"] = incidents.read_text() if incidents.exists() else None
-    outcome["seconds"] = time.perf_counter() - start
+    outcome.update(seconds=time.perf_counter() - start, graded=files_digest(work["files"]), version=course_digest())
     return outcome
 
 
-class ReplayExecute(NbGraderPreprocessor):
-    """The coordinator's stand-in for JudgedExecute: the notebook as a worker executed it, to score."""
-
-    executed_dir = Unicode("", help="<student>/<notebook>.ipynb executed by workers").tag(config=True)
-
-    def preprocess(self, nb, resources):
-        info = resources["nbgrader"]
-        executed = samples.read(Path(self.executed_dir) / info["student"] / f"{info['notebook']}.ipynb")
-        if [c.source for c in executed.cells] != [c.source for c in nb.cells]:
-            raise ValueError("the notebook a worker executed is not this submission")
-        return executed, resources
+def _files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()} \
+        if folder.is_dir() else {}
 
 
-def replaying(executed_dir):
-    """A `configure` step for nbgrader_api: autograde scores the notebooks workers executed, found in
-    `executed_dir`, instead of executing them (ReplayExecute in JudgedExecute's place)."""
-    def configure(config):
-        config.Autograde.autograde_preprocessors = [ReplayExecute if step is JudgedExecute else step
-                                                    for step in config.Autograde.autograde_preprocessors]
-        config.ReplayExecute.executed_dir = str(executed_dir)
-    return configure
+# what nbgrader's autograde writes into a gradebook per cell, besides the rows add_submission makes
+SCORED = {"grades": ("auto_score", "manual_score", "extra_credit", "needs_manual_grade"),
+          "comments": ("auto_comment", "manual_comment")}
 
 
-def save(api, out, staging, student, unit, outcome):
-    """Coordinator: score a worker's outcome into the gradebook and OUT; return nbgrader's result."""
+def files_digest(files):
+    """sha256 of a task's {name: bytes}: the worker says which submission it graded."""
+    h = hashlib.sha256()
+    for name, data in sorted(files.items()):
+        h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
+def scores_of(db_url, unit, student):
+    """Worker: what autograde scored into its throwaway gradebook for one submission, as plain data
+    (late penalties are left to the coordinator, whose gradebook knows due dates and extensions)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(db_url) as gradebook:
+        submission = gradebook.find_submission(unit, student)
+        return {"timestamp": submission.timestamp, "notebooks": {
+            notebook.name: {"flagged": notebook.flagged, **{
+                kind: {item.name: {f: getattr(item, f) for f in fields} for item in getattr(notebook, kind)}
+                for kind, fields in SCORED.items()}}
+            for notebook in submission.notebooks}}
+
+
+def late_penalties(out, db_url):
+    """Coordinator: nbgrader's AssignLatePenalties as nbgrader_config.py configures it (its plugin)."""
+    from nbgrader.preprocessors import AssignLatePenalties
+
+    late = AssignLatePenalties(config=nbgrader_api(out, db_url=db_url).config)
+    late.init_plugin()
+    return late
+
+
+def record(gradebook, student, unit, scores):
+    """Coordinator: one worker's scores into the gradebook, as nbgrader's autograde writes them (its
+    Autograde step's submission, SaveAutoGrades' cells); committed with the batch, then `penalize`."""
+    if scores["timestamp"]:  # as Autograde: without a timestamp file the gradebook keeps its time
+        submission = gradebook.update_or_create_submission(unit, student, timestamp=scores["timestamp"])
+    else:
+        submission = gradebook.update_or_create_submission(unit, student)
+    ours = {nb.name: {kind: {item.name: item for item in getattr(nb, kind)} for kind in SCORED} | {"": nb}
+            for nb in submission.notebooks}
+    theirs = scores["notebooks"]
+    if {n: {k: set(c) for k, c in nb.items() if k} for n, nb in ours.items()} != \
+            {n: {k: set(nb[k]) for k in SCORED} for n, nb in theirs.items()}:
+        raise ValueError("the worker scored other cells than this assignment's")
+    for name, cells in ours.items():
+        cells[""].flagged = theirs[name]["flagged"]
+        for kind, fields in SCORED.items():
+            for cell, item in cells[kind].items():
+                for field in fields:
+                    setattr(item, field, theirs[name][kind][cell][field])
+
+
+def penalize(gradebook, late, student, unit):
+    """AssignLatePenalties' step for one recorded submission (its scores flushed)."""
+    submission = gradebook.find_submission(unit, student)
+    for notebook in submission.notebooks:
+        notebook.late_submission_penalty = None
+        if submission.total_seconds_late > 0:
+            penalty = late.plugin_inst.late_submission_penalty(student, notebook.score,
+                                                               submission.total_seconds_late)
+            if penalty is not None:
+                notebook.late_submission_penalty = late._check_late_penalty(notebook, penalty)
+
+
+def write_files(out, student, unit, outcome):
+    """Coordinator: the incidents, the autograded folder and the feedback a worker made, into OUT."""
     out = Path(out)
     incidents = out / "incidents" / student / f"{unit}.json"
     if outcome.get("incidents"):
         incidents.parent.mkdir(parents=True, exist_ok=True)
         incidents.write_text(outcome["incidents"])
-    if not outcome["success"]:
-        return outcome
-    executed = Path(staging) / student / f"{unit}.ipynb"
-    executed.parent.mkdir(parents=True, exist_ok=True)
-    executed.write_text(outcome["notebook"])
-    with warnings.catch_warnings():  # nbgrader's SQLAlchemy notes, written to autograde.log before Dask
-        warnings.simplefilter("ignore", SAWarning)
-        result = api.autograde(unit, student, force=True, create=True)
-    if not result["success"]:
-        return {"success": False, "error": last_line(result.get("error"))}
-    feedback = out / "feedback" / student / unit
-    shutil.rmtree(feedback, ignore_errors=True)
-    for name, data in outcome["feedback"].items():
-        (feedback / name).parent.mkdir(parents=True, exist_ok=True)
-        (feedback / name).write_bytes(data)
-    return outcome
+    for kind in ("autograded", "feedback"):
+        folder = out / kind / student / unit
+        shutil.rmtree(folder, ignore_errors=True)
+        for name, data in outcome.get(kind, {}).items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(data)

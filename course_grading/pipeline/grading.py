@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -261,48 +260,80 @@ def _grade(submissions, report, root, jobs, scheduler, progress, judge):
 
 
 def _grade_on_dask(todo, gradable, ledger, report, scheduler, jobs, progress, judge, version):
-    """One task per (student, unit); each result is saved here, the ledger written after each one."""
+    """One task per (student, unit); results are saved here as they come, each batch of finished ones in
+    one gradebook transaction, the ledger written after it."""
     from distributed import as_completed
+    from nbgrader.api import Gradebook
     from tqdm.auto import tqdm
 
-    out, ledger_path = report.out, report.out / "ledger.json"
-    with cluster.connect(scheduler, jobs, out / "autograde.log") as client, \
-            tempfile.TemporaryDirectory(prefix="course-replay-") as staging:
+    out = report.out
+    late = cluster.late_penalties(out, report.db_url)
+    with cluster.connect(scheduler, jobs, out / "autograde.log") as client, Gradebook(report.db_url) as gradebook:
         sandboxes = cluster.check_workers(client, version)
         if progress:
             print(f"dask dashboard: {cluster.dashboard(client)}", flush=True)
             if scheduler:
                 print("\n".join(f"worker {address}: {which}" for address, which in sorted(sandboxes.items())),
                       flush=True)
-        api = nbgrader_api(out, db_url=report.db_url, configure=cluster.replaying(staging))
-        futures = {client.submit(cluster.grade_submission, cluster.task(out, student, unit, version, judge),
-                                 pure=False): (student, unit) for student, unit in todo}
+        futures = {}
+        for student, unit in todo:
+            work = cluster.task(out, student, unit, version, judge)
+            futures[client.submit(cluster.grade_submission, work, pure=False)] = \
+                (student, unit, cluster.files_digest(work["files"]))
         try:
-            for future in tqdm(as_completed(futures), total=len(futures), desc="autograde", unit="notebook",
-                               disable=not progress):
-                student, unit = futures[future]
-                try:
-                    outcome = future.result()
-                except Exception as error:  # noqa: BLE001 - the task failed on its worker: report, go on
-                    why = f"{type(error).__name__}: {cluster.last_line(str(error))}"
-                    outcome = {"success": False, "error": why}
-                with cluster.ctrl_c_deferred():  # the gradebook and the ledger agree
-                    result = cluster.save(api, out, staging, student, unit, outcome)
-                    cluster.reached(f"saving {len(report.graded) + 1}")
-                    entry = {"seconds": round(outcome.get("seconds", 0), 2)}
-                    if result["success"]:
-                        entry["digest"] = gradable[student, unit]
-                        if result.get("warning"):
-                            entry["warning"] = result["warning"]
-                    else:
-                        entry["error"] = result["error"]
-                    ledger["/".join((student, unit))] = entry
-                    _write_json_atomically(ledger_path, ledger)
-                    report.graded.append((student, unit))
+            with tqdm(total=len(futures), desc="autograde", unit="notebook", disable=not progress) as bar:
+                for batch in as_completed(futures).batches():
+                    with cluster.ctrl_c_deferred():  # the gradebook and the ledger agree
+                        save_results(gradebook, late, [(futures[f], _outcome(f)) for f in batch], gradable,
+                                     ledger, report, version)
+                    bar.update(len(batch))
         except BaseException:
             with cluster.ctrl_c_deferred():
                 client.cancel(list(futures))
             raise
+
+
+def _outcome(future):
+    try:
+        return future.result()
+    except Exception as error:  # noqa: BLE001 - the task failed on its worker: report, go on
+        return {"success": False, "error": f"{type(error).__name__}: {cluster.last_line(str(error))}"}
+
+
+def save_results(gradebook, late, results, gradable, ledger, report, version):
+    """Workers' outcomes [((student, unit, digest of the files sent), outcome)] into the gradebook (one
+    transaction), OUT and the ledger."""
+    from nbgrader.api import InvalidEntry
+
+    entries, scored = {}, []
+    for (student, unit, sent), outcome in results:
+        if outcome["success"] and (outcome["graded"], outcome["version"]) != (sent, version):
+            outcome = {**outcome, "success": False, "error": "the worker graded another submission or "
+                                                             "course version than it was sent"}
+        if outcome["success"]:
+            try:
+                cluster.record(gradebook, student, unit, outcome["scores"])
+                scored.append((student, unit))
+            except (ValueError, InvalidEntry) as error:
+                outcome = {**outcome, "success": False, "error": f"not recorded: {error}"}
+        cluster.write_files(report.out, student, unit, outcome)
+        entry = {"seconds": round(outcome.get("seconds", 0), 2)}
+        if outcome["success"]:
+            entry["digest"] = gradable[student, unit]
+            if outcome.get("warning"):
+                entry["warning"] = outcome["warning"]
+        else:
+            entry["error"] = outcome["error"]
+        entries["/".join((student, unit))] = entry
+        cluster.reached(f"saving {len(report.graded) + len(entries)}")
+    gradebook.db.flush()
+    gradebook.db.expire_all()  # the notebooks' scores, read again for the late penalties
+    for student, unit in scored:
+        cluster.penalize(gradebook, late, student, unit)
+    gradebook.db.commit()
+    ledger.update(entries)
+    _write_json_atomically(report.out / "ledger.json", ledger)
+    report.graded += [tuple(key.split("/")) for key in entries]
 
 
 def collect_scores(report, db_url):
