@@ -315,18 +315,17 @@ def record(gradebook, student, unit, scores):
         submission = gradebook.update_or_create_submission(unit, student, timestamp=scores["timestamp"])
     else:
         submission = gradebook.update_or_create_submission(unit, student)
-    ours = {nb.name: {kind: {item.name: item for item in getattr(nb, kind)} for kind in SCORED} | {"": nb}
-            for nb in submission.notebooks}
     theirs = scores["notebooks"]
-    if {n: {k: set(c) for k, c in nb.items() if k} for n, nb in ours.items()} != \
-            {n: {k: set(nb[k]) for k in SCORED} for n, nb in theirs.items()}:
+    if {nb.name: {kind: {item.name for item in getattr(nb, kind)} for kind in SCORED}
+            for nb in submission.notebooks} != {name: {kind: set(nb[kind]) for kind in SCORED}
+                                                for name, nb in theirs.items()}:
         raise ValueError("the worker scored other cells than this assignment's")
-    for name, cells in ours.items():
-        cells[""].flagged = theirs[name]["flagged"]
+    for notebook in submission.notebooks:
+        notebook.flagged = theirs[notebook.name]["flagged"]
         for kind, fields in SCORED.items():
-            for cell, item in cells[kind].items():
+            for item in getattr(notebook, kind):
                 for field in fields:
-                    setattr(item, field, theirs[name][kind][cell][field])
+                    setattr(item, field, theirs[notebook.name][kind][item.name][field])
 
 
 def penalize(gradebook, late, student, unit):
@@ -342,13 +341,14 @@ def penalize(gradebook, late, student, unit):
 
 
 def write_files(out, student, unit, outcome):
-    """Coordinator: the incidents, the autograded folder and the feedback a worker made, into OUT."""
+    """Coordinator: the incidents, and the autograded folder and feedback of a graded notebook, into OUT
+    (a failed task leaves those of an earlier grading, which the gradebook still holds)."""
     out = Path(out)
     incidents = out / "incidents" / student / f"{unit}.json"
     if outcome.get("incidents"):
         incidents.parent.mkdir(parents=True, exist_ok=True)
         incidents.write_text(outcome["incidents"])
-    for kind in ("autograded", "feedback"):
+    for kind in ("autograded", "feedback") if outcome["success"] else ():
         folder = out / kind / student / unit
         shutil.rmtree(folder, ignore_errors=True)
         for name, data in outcome.get(kind, {}).items():

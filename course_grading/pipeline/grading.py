@@ -13,9 +13,12 @@ import json
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+
+from sqlalchemy.exc import SAWarning
 
 from course_grading.pipeline import cluster, intake, sandbox
 from course_grading import samples
@@ -312,7 +315,9 @@ def save_results(gradebook, late, results, gradable, ledger, report, version):
                                                              "course version than it was sent"}
         if outcome["success"]:
             try:
-                cluster.record(gradebook, student, unit, outcome["scores"])
+                with warnings.catch_warnings():  # nbgrader's SQLAlchemy notes, as plain autograde prints them
+                    warnings.simplefilter("ignore", SAWarning)
+                    cluster.record(gradebook, student, unit, outcome["scores"])
                 scored.append((student, unit))
             except (ValueError, InvalidEntry) as error:
                 outcome = {**outcome, "success": False, "error": f"not recorded: {error}"}
