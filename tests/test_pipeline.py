@@ -11,6 +11,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import pytest
 
 from course_grading import samples
 from course_grading.banks import variants
@@ -20,7 +21,6 @@ from course_grading.course import ROOT, units
 from course_grading.pipeline.grading import grade_class
 from course_grading.tools.publish import publish
 from course_grading.tools.verify import clean_notebook_problems, leak_problems
-from tests.conftest import cell_scores
 
 UNIT = units()[0]
 
@@ -117,56 +117,157 @@ def test_bad_submissions_are_reported_and_never_stop_the_class(tmp_path):
     assert "malformed" in rows["not_a_notebook"]["problems"]
 
 
-def test_grading_resumes_after_an_interruption_without_double_counting(tmp_path):
-    students = {f"s{i}": {UNIT: solved()} for i in range(12)}  # warm kernels grade one in about a second
+def _processes_with(marker):
+    """{pid: cmdline} of the processes whose environment holds `marker` (a sandbox's bwrap included)."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                found[int(pid)] = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            pass
+    return found
+
+
+def _a_kernel_runs(coordinator):
+    """Whether a kernel forked by a zygote of this run is running (its parent is the zygote)."""
+    parents, zygotes = {}, set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            parents[int(pid)] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            if b"COURSE_ZYGOTE_FD" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                zygotes.add(int(pid))
+        except OSError:
+            pass
+
+    def ours(pid):
+        while pid > 1 and pid != coordinator:
+            pid = parents.get(pid, 0)
+        return pid == coordinator
+    return any(pid in zygotes and parents[pid] in zygotes and ours(pid) for pid in parents)
+
+
+@pytest.mark.parametrize("moment", ["cluster start", "saving 2", "kernels"])
+def test_ctrl_c_stops_grading_cleanly_and_the_same_command_grades_the_rest(tmp_path, moment):
+    """Ctrl-C (SIGINT to the process group) at a moment the test controls: while the cluster starts, while
+    the coordinator saves the second result, while kernels run. One line, status 130, nothing of the run
+    left running or behind; the rerun grades exactly what the ledger lacks, and nothing counts twice."""
+    students = {f"s{i}": {UNIT: solved()} for i in range(4)}
     wrong = next(v for v in variants(UNIT) if v.breaks)
     students["s_wrong"] = {UNIT: samples.student_notebook(ROOT, UNIT, wrong)}
     samples.write_class(tmp_path / "subs", students)
-    command = [sys.executable, "-m", "course_grading", "grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"),
-               "--jobs", "2"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    ledger = tmp_path / "out" / "ledger.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (ledger.exists() and len(json.loads(ledger.read_text() or "{}")) >= 2):
+    marker = f"COURSE_TEST_RUN={tmp_path.name}".encode()
+    (tmp_path / "tmp").mkdir()
+    env = dict(os.environ, COURSE_TEST_RUN=tmp_path.name, TMPDIR=str(tmp_path / "tmp"))
+    if moment != "kernels":
+        env["COURSE_GRADE_CTRL_C_AT"] = moment
+    command = [sys.executable, "-m", "course_grading", "grade", str(tmp_path / "subs"), "--out",
+               str(tmp_path / "out"), "--jobs", "2"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    warm_folders = set()
+    deadline = time.time() + 300
+    while process.poll() is None and time.time() < deadline:
+        for cmdline in _processes_with(marker).values():  # the zygotes' folders, from their bwrap's arguments
+            warm_folders |= {Path(*Path(a.decode()).parts[:4]) for a in cmdline
+                             if a.startswith(b"/var/tmp/cg-warm-")}
+        if moment == "kernels" and _a_kernel_runs(process.pid):
+            os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole process group
+            moment = "sent"
+        time.sleep(0.1)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stdout + stderr
+    said = [line for line in stderr.splitlines() if line.strip() and not line.startswith("autograde:")]
+    assert len(said) == 1 and said[0].startswith("course grade: interrupted: "), stderr  # beside the bar
+    assert "the same command grades the rest" in said[0]
+    gone = time.time() + 30  # a sandbox ends just after its worker; a loaded machine reaps slowly
+    while _processes_with(marker) and time.time() < gone:
         time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole process group, kernels included
-    process.wait(timeout=60)
-    done = len(json.loads(ledger.read_text()))
-    assert 2 <= done < len(students), "the interruption should leave work undone"
+    assert _processes_with(marker) == {}, "processes of the run outlived it"
+    assert [f for f in warm_folders if f.exists()] == [], "warm kernels' folders left behind"
+    assert list((tmp_path / "tmp").iterdir()) == [], "temporary files left behind"
 
+    ledger = json.loads((tmp_path / "out" / "ledger.json").read_text())
+    if moment == "cluster start":
+        assert ledger == {}
+        return
+    assert (2 if moment == "saving 2" else 0) <= len(ledger) < len(students)  # the 2nd result's batch saved
+    assert all(entry.get("digest") for entry in ledger.values())
     report = grade_class(tmp_path / "subs", tmp_path / "out", jobs=2, progress=False)
-    assert len(report.graded) == len(students) - done
+    assert sorted(report.graded) == sorted((s, UNIT) for s in students if f"{s}/{UNIT}" not in ledger)
     full = report.scores["s0", UNIT][1]
     assert all(report.scores[s, UNIT][0] == full for s in students if s != "s_wrong")
     assert report.scores["s_wrong", UNIT][0] < full
-    rows = read_csv(report.cells_csv)
-    keys = [(r["student_id"], r["cell"]) for r in rows]
+    keys = [(r["student_id"], r["cell"]) for r in read_csv(report.cells_csv)]
     assert len(keys) == len(set(keys)) == len(students) * len(samples.test_cells(solved()))
-
+    assert _submissions_in(report.db_url) == sorted((s, UNIT) for s in students)  # one each, none twice
+    if moment != "saving 2":
+        return
     again = grade_class(tmp_path / "subs", tmp_path / "out", jobs=2, progress=False)
     assert again.graded == [] and again.scores == report.scores
-
     samples.write_class(tmp_path / "subs", {"s1": {UNIT: samples.student_notebook(ROOT, UNIT, wrong)}})
     changed = grade_class(tmp_path / "subs", tmp_path / "out", jobs=2, progress=False)
     assert changed.graded == [("s1", UNIT)] and changed.scores["s1", UNIT][0] < full
 
 
-def test_parallel_grades_equal_plain_sequential_nbgrader(tmp_path):
-    from nbgrader.api import Gradebook
+def _submissions_in(db_url):
+    from nbgrader.api import Gradebook, SubmittedAssignment
 
-    from course_grading.pipeline.grading import cell_scores as scores_of
+    with Gradebook(db_url) as gradebook:
+        return sorted((a.student.id, a.assignment.name) for a in gradebook.db.query(SubmittedAssignment))
 
+
+def gradebook_rows(db_url):
+    """Everything autograde writes into a gradebook, by student, unit, notebook and cell (no row ids)."""
+    from nbgrader.api import Gradebook, SubmittedAssignment
+
+    from course_grading.pipeline.cluster import SCORED
+
+    rows = {}
+    with Gradebook(db_url) as gradebook:
+        for submission in gradebook.db.query(SubmittedAssignment):
+            key = (submission.student.id, submission.assignment.name)
+            assert key not in rows, f"{key} twice"
+            rows[key] = {"timestamp": submission.timestamp, "seconds_late": submission.total_seconds_late,
+                         "score": submission.score, "needs_manual_grade": submission.needs_manual_grade}
+            for notebook in submission.notebooks:
+                rows[key][notebook.name] = {"flagged": notebook.flagged, "score": notebook.score,
+                                            "late_submission_penalty": notebook.late_submission_penalty}
+                for kind, fields in SCORED.items():
+                    for item in getattr(notebook, kind):
+                        rows[key][notebook.name][kind, item.name] = {f: getattr(item, f) for f in fields}
+    return rows
+
+
+def test_parallel_grades_equal_plain_sequential_nbgrader_also_after_a_resumed_run(tmp_path):
+    """Every row autograde writes (scores, comments, flags, times, late penalties), on the solution, the
+    stub, two wrong answers, a late submission and one without a time; then again after a resumed run."""
     bank = variants(UNIT)[:2]  # two wrong answers, with the solution and the stub
-    students = {"full": {UNIT: solved()}, "stub": {UNIT: samples.student_notebook(ROOT, UNIT, solved=False)}}
+    students = {"full": {UNIT: solved()}, "stub": {UNIT: samples.student_notebook(ROOT, UNIT, solved=False)},
+                "late": {UNIT: samples.student_notebook(ROOT, UNIT, bank[0])}}
     students.update({f"v{i}": {UNIT: samples.student_notebook(ROOT, UNIT, v)} for i, v in enumerate(bank)})
     samples.write_class(tmp_path / "subs", students)
+    for student in students:
+        if student != "full":  # a submission without timestamp.txt keeps no time, as in nbgrader
+            late = student == "late"
+            (tmp_path / "subs" / student / UNIT / "timestamp.txt").write_text(
+                "2027-03-01 10:00:00.000000 UTC" if late else "2027-01-20 09:30:00.000000 UTC")
     report = grade_class(tmp_path / "subs", tmp_path / "ours", jobs=2, progress=False)
     plain_nbgrader_autograde(tmp_path / "subs", tmp_path / "plain", ROOT, [UNIT])
-    with Gradebook(f"sqlite:///{tmp_path / 'plain' / 'gradebook.db'}") as gradebook:
-        plain = {s: scores_of(gradebook, s, UNIT) for s in students}
-    ours = {s: cell_scores(report, s, UNIT) for s in students}
-    assert ours == plain
+    plain = gradebook_rows(f"sqlite:///{tmp_path / 'plain' / 'gradebook.db'}")
+    assert set(plain) == {(s, UNIT) for s in students}
+    assert plain[("late", UNIT)]["seconds_late"] > 0 and plain[("late", UNIT)][UNIT]["late_submission_penalty"]
+    assert gradebook_rows(report.db_url) == plain
+
+    ledger_path = tmp_path / "ours" / "ledger.json"  # the gradebook has them, the ledger lost them
+    ledger = json.loads(ledger_path.read_text())
+    for student in ("full", "late"):
+        del ledger[f"{student}/{UNIT}"]
+    ledger_path.write_text(json.dumps(ledger))
+    resumed = grade_class(tmp_path / "subs", tmp_path / "ours", jobs=2, progress=False)
+    assert sorted(resumed.graded) == [("full", UNIT), ("late", UNIT)]
+    assert gradebook_rows(report.db_url) == plain
+    assert samples.read(tmp_path / "ours" / "autograded" / "late" / UNIT / f"{UNIT}.ipynb").cells
 
 
 def test_build_rewrites_only_what_changed_and_drops_stale_files(tmp_path):

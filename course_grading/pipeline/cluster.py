@@ -3,29 +3,26 @@ check that every worker runs this course version, the task a worker runs, and ho
 
 A task is one (student, unit): it carries the submission's bytes, so workers share no filesystem with
 the coordinator. The worker autogrades it with nbgrader, sandboxed and judged, in a throwaway course
-directory and gradebook, and returns the autograded notebook, the feedback files and the incidents.
-The coordinator, the only writer of OUT, then runs nbgrader's own autograde on the same submission with
-`ReplayExecute` in place of the execution step, so nbgrader's SaveAutoGrades and AssignLatePenalties
-score it into the real gradebook (SQLite or PostgreSQL) exactly as a local autograde would.
+directory and gradebook, and returns what nbgrader scored there (per cell, with the submission's time),
+the autograded folder, the feedback files and the incidents. The coordinator, the only writer of OUT,
+checks that the result is of the submission and course version it sent, and writes the scores into the
+real gradebook (SQLite or PostgreSQL) through nbgrader's Gradebook API, a batch per transaction, with
+nbgrader's AssignLatePenalties step: the rows a local `nbgrader autograde` would write (tested).
 """
+import asyncio
 import contextlib
 import functools
 import hashlib
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
-import warnings
 from pathlib import Path
 
-from nbgrader.preprocessors import NbGraderPreprocessor
-from sqlalchemy.exc import SAWarning
-from traitlets import Unicode
-
-from course_grading import samples
-from course_grading.pipeline import sandbox
-from course_grading.pipeline.judge import JudgedExecute
+from course_grading.pipeline import sandbox, warm
 from course_grading.course import ROOT, nbgrader_api
 
 
@@ -61,12 +58,80 @@ def _log_stderr_to(path):
     """LocalCluster workers: kernel chatter and worker logs go to OUT/autograde.log, not the terminal."""
     log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(log, 2)
+    os.close(log)
+
+
+def dask_setup(worker):
+    """Preloaded by LocalCluster workers (a restarted one too): they log to OUT/autograde.log, and ignore
+    Ctrl-C, which reaches the terminal's whole process group: the coordinator alone answers it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _log_stderr_to(os.environ["COURSE_GRADE_LOG"])
+
+
+_CTRL_C = {"deferred": 0, "pending": False}
+
+
+def _on_ctrl_c(signum, frame):
+    if _CTRL_C["deferred"]:
+        _CTRL_C["pending"] = True
+    else:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def ctrl_c_handled():
+    """Within this block Ctrl-C raises KeyboardInterrupt at once, except inside `ctrl_c_deferred()`.
+    (nbgrader's API turns a KeyboardInterrupt into a failed result, so grading would go on.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _CTRL_C.update(deferred=0, pending=False)
+
+
+@contextlib.contextmanager
+def ctrl_c_deferred():
+    """Ctrl-C inside this block (cluster start and stop, saving a result) takes effect as it ends: a result
+    is saved whole or not at all, and no worker is left half-started."""
+    _CTRL_C["deferred"] += 1
+    try:
+        yield
+    finally:
+        _CTRL_C["deferred"] -= 1
+        if not _CTRL_C["deferred"] and _CTRL_C["pending"]:
+            _CTRL_C["pending"] = False
+            raise KeyboardInterrupt
+
+
+def reached(stage):
+    """Tests stop `course grade` at a stage they name in $COURSE_GRADE_CTRL_C_AT ("cluster start",
+    "saving 3": the third result), with SIGINT to the process group, as a terminal's Ctrl-C."""
+    if os.environ.get("COURSE_GRADE_CTRL_C_AT") == stage:
+        os.killpg(os.getpgrp(), signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _stderr_to(path):
+    """This process's stderr goes to `path` meanwhile (processes started now inherit it)."""
+    saved = os.dup(2)
+    _log_stderr_to(path)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @contextlib.contextmanager
 def connect(scheduler, jobs, log):
     """A Dask client: on the scheduler at `scheduler` (an address, or a Client the caller made and keeps,
-    e.g. Dask Gateway's), else on a LocalCluster of `jobs` one-thread workers."""
+    e.g. Dask Gateway's), else on a LocalCluster of `jobs` one-thread workers (started and closed whole
+    even when Ctrl-C comes meanwhile)."""
+    import dask
     from distributed import Client, LocalCluster
 
     if isinstance(scheduler, Client):
@@ -81,11 +146,36 @@ def connect(scheduler, jobs, log):
         with client:
             yield client
         return
-    # no memory limit per worker, as before Dask: the sandbox limits each kernel, the judge needs torch
-    with LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, memory_limit=0,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
-        client.run(_log_stderr_to, str(log))
+    stack = contextlib.ExitStack()
+    client = None
+    try:
+        with ctrl_c_deferred(), _stderr_to(log):  # workers log there from their first line
+            # Dask's scratch folders (scheduler, nannies, workers) go where they are removed with the cluster
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="course-dask-"))
+            stack.enter_context(dask.config.set({"temporary-directory": scratch}))
+            # no memory limit per worker: the sandbox limits each kernel, the judge needs torch
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=max(1, jobs), threads_per_worker=1, memory_limit=0, silence_logs=logging.ERROR,
+                preload=[__name__], env={"COURSE_GRADE_LOG": str(log)}))
+            reached("cluster start")
+            client = stack.enter_context(Client(cluster))
         yield client
+    finally:
+        with ctrl_c_deferred():
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.run(_stop_grading)
+            stack.close()
+
+
+async def _stop_grading(dask_worker):
+    """On each LocalCluster worker before the cluster closes: end its sandboxes (a notebook still being
+    graded, after Ctrl-C, fails at once) and wait for its task, so that the worker ends by itself, its
+    folders removed, before the nanny would kill it."""
+    warm.close_all()
+    deadline = time.monotonic() + 30
+    while dask_worker.state.executing_count and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
 
 
 def dashboard(client):
@@ -163,62 +253,102 @@ def grade_submission(work):
         outcome = {"success": result["success"],
                    "error": "" if result["success"] else last_line(result.get("error"))}
         if result["success"]:
-            outcome["notebook"] = (course / "autograded" / student / unit / f"{unit}.ipynb").read_text()
+            outcome["scores"] = scores_of(api.coursedir.db_url, unit, student)
+            outcome["autograded"] = _files(course / "autograded" / student / unit)
             feedback = api.generate_feedback(unit, student, force=True)
             if not feedback["success"]:
                 outcome["warning"] = "feedback failed: " + last_line(feedback.get("error"))
-            made = course / "feedback" / student / unit
-            outcome["feedback"] = {p.relative_to(made).as_posix(): p.read_bytes()
-                                   for p in made.rglob("*") if p.is_file()} if made.is_dir() else {}
+            outcome["feedback"] = _files(course / "feedback" / student / unit)
         incidents = course / "incidents" / student / f"{unit}.json"
         outcome["incidents"] = incidents.read_text() if incidents.exists() else None
-    outcome["seconds"] = time.perf_counter() - start
+    outcome.update(seconds=time.perf_counter() - start, graded=files_digest(work["files"]), version=course_digest())
     return outcome
 
 
-class ReplayExecute(NbGraderPreprocessor):
-    """The coordinator's stand-in for JudgedExecute: the notebook as a worker executed it, to score."""
-
-    executed_dir = Unicode("", help="<student>/<notebook>.ipynb executed by workers").tag(config=True)
-
-    def preprocess(self, nb, resources):
-        info = resources["nbgrader"]
-        executed = samples.read(Path(self.executed_dir) / info["student"] / f"{info['notebook']}.ipynb")
-        if [c.source for c in executed.cells] != [c.source for c in nb.cells]:
-            raise ValueError("the notebook a worker executed is not this submission")
-        return executed, resources
+def _files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()} \
+        if folder.is_dir() else {}
 
 
-def replaying(executed_dir):
-    """A `configure` step for nbgrader_api: autograde scores the notebooks workers executed, found in
-    `executed_dir`, instead of executing them (ReplayExecute in JudgedExecute's place)."""
-    def configure(config):
-        config.Autograde.autograde_preprocessors = [ReplayExecute if step is JudgedExecute else step
-                                                    for step in config.Autograde.autograde_preprocessors]
-        config.ReplayExecute.executed_dir = str(executed_dir)
-    return configure
+# what nbgrader's autograde writes into a gradebook per cell, besides the rows add_submission makes
+SCORED = {"grades": ("auto_score", "manual_score", "extra_credit", "needs_manual_grade"),
+          "comments": ("auto_comment", "manual_comment")}
 
 
-def save(api, out, staging, student, unit, outcome):
-    """Coordinator: score a worker's outcome into the gradebook and OUT; return nbgrader's result."""
+def files_digest(files):
+    """sha256 of a task's {name: bytes}: the worker says which submission it graded."""
+    h = hashlib.sha256()
+    for name, data in sorted(files.items()):
+        h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
+def scores_of(db_url, unit, student):
+    """Worker: what autograde scored into its throwaway gradebook for one submission, as plain data
+    (late penalties are left to the coordinator, whose gradebook knows due dates and extensions)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(db_url) as gradebook:
+        submission = gradebook.find_submission(unit, student)
+        return {"timestamp": submission.timestamp, "notebooks": {
+            notebook.name: {"flagged": notebook.flagged, **{
+                kind: {item.name: {f: getattr(item, f) for f in fields} for item in getattr(notebook, kind)}
+                for kind, fields in SCORED.items()}}
+            for notebook in submission.notebooks}}
+
+
+def late_penalties(out, db_url):
+    """Coordinator: nbgrader's AssignLatePenalties as nbgrader_config.py configures it (its plugin)."""
+    from nbgrader.preprocessors import AssignLatePenalties
+
+    late = AssignLatePenalties(config=nbgrader_api(out, db_url=db_url).config)
+    late.init_plugin()
+    return late
+
+
+def record(gradebook, student, unit, scores):
+    """Coordinator: one worker's scores into the gradebook, as nbgrader's autograde writes them (its
+    Autograde step's submission, SaveAutoGrades' cells); committed with the batch, then `penalize`."""
+    if scores["timestamp"]:  # as Autograde: without a timestamp file the gradebook keeps its time
+        submission = gradebook.update_or_create_submission(unit, student, timestamp=scores["timestamp"])
+    else:
+        submission = gradebook.update_or_create_submission(unit, student)
+    theirs = scores["notebooks"]
+    if {nb.name: {kind: {item.name for item in getattr(nb, kind)} for kind in SCORED}
+            for nb in submission.notebooks} != {name: {kind: set(nb[kind]) for kind in SCORED}
+                                                for name, nb in theirs.items()}:
+        raise ValueError("the worker scored other cells than this assignment's")
+    for notebook in submission.notebooks:
+        notebook.flagged = theirs[notebook.name]["flagged"]
+        for kind, fields in SCORED.items():
+            for item in getattr(notebook, kind):
+                for field in fields:
+                    setattr(item, field, theirs[notebook.name][kind][item.name][field])
+
+
+def penalize(gradebook, late, student, unit):
+    """AssignLatePenalties' step for one recorded submission (its scores flushed)."""
+    submission = gradebook.find_submission(unit, student)
+    for notebook in submission.notebooks:
+        notebook.late_submission_penalty = None
+        if submission.total_seconds_late > 0:
+            penalty = late.plugin_inst.late_submission_penalty(student, notebook.score,
+                                                               submission.total_seconds_late)
+            if penalty is not None:
+                notebook.late_submission_penalty = late._check_late_penalty(notebook, penalty)
+
+
+def write_files(out, student, unit, outcome):
+    """Coordinator: the incidents, and the autograded folder and feedback of a graded notebook, into OUT
+    (a failed task leaves those of an earlier grading, which the gradebook still holds)."""
     out = Path(out)
     incidents = out / "incidents" / student / f"{unit}.json"
     if outcome.get("incidents"):
         incidents.parent.mkdir(parents=True, exist_ok=True)
         incidents.write_text(outcome["incidents"])
-    if not outcome["success"]:
-        return outcome
-    executed = Path(staging) / student / f"{unit}.ipynb"
-    executed.parent.mkdir(parents=True, exist_ok=True)
-    executed.write_text(outcome["notebook"])
-    with warnings.catch_warnings():  # nbgrader's SQLAlchemy notes, written to autograde.log before Dask
-        warnings.simplefilter("ignore", SAWarning)
-        result = api.autograde(unit, student, force=True, create=True)
-    if not result["success"]:
-        return {"success": False, "error": last_line(result.get("error"))}
-    feedback = out / "feedback" / student / unit
-    shutil.rmtree(feedback, ignore_errors=True)
-    for name, data in outcome["feedback"].items():
-        (feedback / name).parent.mkdir(parents=True, exist_ok=True)
-        (feedback / name).write_bytes(data)
-    return outcome
+    for kind in ("autograded", "feedback") if outcome["success"] else ():
+        folder = out / kind / student / unit
+        shutil.rmtree(folder, ignore_errors=True)
+        for name, data in outcome.get(kind, {}).items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(data)

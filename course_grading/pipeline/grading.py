@@ -12,11 +12,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+
+from sqlalchemy.exc import SAWarning
 
 from course_grading.pipeline import cluster, intake, sandbox, summary
 from course_grading import samples
@@ -34,6 +36,7 @@ class ClassReport:
     problems: dict = field(default_factory=dict)    # (student, unit) -> [text]
     penalties: dict = field(default_factory=dict)   # (student, unit) -> late penalty taken off the score
     graded: list = field(default_factory=list)      # (student, unit) graded in this run
+    todo: list = field(default_factory=list)        # (student, unit) this run had to grade
     rejected: dict = field(default_factory=dict)    # folder name -> why it was not graded
     db_url: str = ""
     sandboxed: bool = True
@@ -69,6 +72,10 @@ class SandboxUnavailable(GradingRefused):
     """Untrusted notebooks would run with the instructor's powers: refuse unless told otherwise."""
 
 
+class GradingInterrupted(KeyboardInterrupt):
+    """Ctrl-C: the message says what was graded and saved, and that the same command resumes."""
+
+
 def _judge_settings(sandboxed, cell_timeout=None):
     settings = {"sandboxed": sandboxed}
     return settings if cell_timeout is None else {**settings, "timeout": cell_timeout}
@@ -90,7 +97,8 @@ def prepare(out, root, units, db_url):
             shutil.rmtree(dst)
         if not dst.exists() or unit not in known:
             shutil.copytree(src, dst, dirs_exist_ok=True)
-            result = api.generate_assignment(unit, force=True, create=True)
+            with cluster.ctrl_c_deferred():  # nbgrader's API would take Ctrl-C for a failure
+                result = api.generate_assignment(unit, force=True, create=True)
             if not result["success"]:
                 raise RuntimeError(f"could not set up {unit} in the gradebook:\n{result.get('error', '')}")
     gradebook = api.gradebook
@@ -187,12 +195,29 @@ def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progr
     sandboxed = not why_not and not unsandboxed
     if progress and not scheduler:
         print(f"sandbox: {sandbox.bwrap()[1] if sandboxed else 'none (--unsandboxed)'}", flush=True)
+        for note in sandbox.unenforced_budgets() if sandboxed else ():
+            print(f"notice: {note}", flush=True)
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
     units = course_units(root, only)
     folders, rejected = student_folders(submissions)
     db_url = db_url or os.environ.get("NBGRADER_DB_URL") or f"sqlite:///{out / 'gradebook.db'}"
     report = ClassReport(out=out, students=sorted(folders), units=units, rejected=rejected, sandboxed=sandboxed,
                          db_url=db_url)
+    try:
+        with cluster.ctrl_c_handled():
+            judge = _judge_settings(sandboxed, cell_timeout)
+            _grade(submissions, report, root, jobs, scheduler, progress, judge)
+    except KeyboardInterrupt:
+        left = len(report.todo) - len(report.graded)
+        raise GradingInterrupted(
+            f"interrupted: {len(report.graded)} notebook(s) graded and saved in {out} by this run"
+            + (f", {left} left" if report.todo else "") + "; the same command grades the rest") from None
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _grade(submissions, report, root, jobs, scheduler, progress, judge):
+    out, units, db_url = report.out, report.units, report.db_url
     prepare(out, root, units, db_url)
     gradable = intake_class(submissions, out, units, report)
     register_students({student for student, _ in gradable}, db_url, intake.identities(submissions))
@@ -216,11 +241,12 @@ def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progr
                 del ledger[key]
     _write_json_atomically(ledger_path, ledger)
 
+    report.todo = todo
     if todo:
         for student, unit in todo:
             (out / "incidents" / student / f"{unit}.json").unlink(missing_ok=True)
         _grade_on_dask(todo, gradable, ledger, report, scheduler=scheduler, jobs=jobs, progress=progress,
-                       judge=_judge_settings(sandboxed, cell_timeout), version=cluster.course_digest(root))
+                       judge=judge, version=cluster.course_digest(root))
 
     for key, entry in ledger.items():
         student, unit = key.split("/")
@@ -234,51 +260,87 @@ def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progr
             if not recorded.get("sandboxed", True):
                 report.problems[student, unit].append("graded unsandboxed")
     collect_scores(report, db_url)
-    write_csvs(report, db_url)
-    report.seconds = time.perf_counter() - start
-    return report
+    with cluster.ctrl_c_deferred():  # never half-written
+        write_csvs(report, db_url)
 
 
 def _grade_on_dask(todo, gradable, ledger, report, scheduler, jobs, progress, judge, version):
-    """One task per (student, unit); each result is saved here, the ledger written after each one."""
+    """One task per (student, unit); results are saved here as they come, each batch of finished ones in
+    one gradebook transaction, the ledger written after it."""
     from distributed import as_completed
+    from nbgrader.api import Gradebook
     from tqdm.auto import tqdm
 
-    out, ledger_path = report.out, report.out / "ledger.json"
-    with cluster.connect(scheduler, jobs, out / "autograde.log") as client, \
-            tempfile.TemporaryDirectory(prefix="course-replay-") as staging:
+    out = report.out
+    late = cluster.late_penalties(out, report.db_url)
+    with cluster.connect(scheduler, jobs, out / "autograde.log") as client, Gradebook(report.db_url) as gradebook:
         sandboxes = cluster.check_workers(client, version)
         if progress:
             print(f"dask dashboard: {cluster.dashboard(client)}", flush=True)
             if scheduler:
                 print("\n".join(f"worker {address}: {which}" for address, which in sorted(sandboxes.items())),
                       flush=True)
-        api = nbgrader_api(out, db_url=report.db_url, configure=cluster.replaying(staging))
-        futures = {client.submit(cluster.grade_submission, cluster.task(out, student, unit, version, judge),
-                                 pure=False): (student, unit) for student, unit in todo}
+        futures = {}
+        for student, unit in todo:
+            work = cluster.task(out, student, unit, version, judge)
+            futures[client.submit(cluster.grade_submission, work, pure=False)] = \
+                (student, unit, cluster.files_digest(work["files"]))
         try:
-            for future in tqdm(as_completed(futures), total=len(futures), desc="autograde", unit="notebook",
-                               disable=not progress):
-                student, unit = futures[future]
-                try:
-                    outcome = future.result()
-                except Exception as error:  # noqa: BLE001 - the task failed on its worker: report, go on
-                    why = f"{type(error).__name__}: {cluster.last_line(str(error))}"
-                    outcome = {"success": False, "error": why}
-                result = cluster.save(api, out, staging, student, unit, outcome)
-                entry = {"seconds": round(outcome.get("seconds", 0), 2)}
-                if result["success"]:
-                    entry["digest"] = gradable[student, unit]
-                    if result.get("warning"):
-                        entry["warning"] = result["warning"]
-                else:
-                    entry["error"] = result["error"]
-                ledger["/".join((student, unit))] = entry
-                _write_json_atomically(ledger_path, ledger)
-                report.graded.append((student, unit))
+            with tqdm(total=len(futures), desc="autograde", unit="notebook", disable=not progress) as bar:
+                for batch in as_completed(futures).batches():
+                    with cluster.ctrl_c_deferred():  # the gradebook and the ledger agree
+                        save_results(gradebook, late, [(futures[f], _outcome(f)) for f in batch], gradable,
+                                     ledger, report, version)
+                    bar.update(len(batch))
         except BaseException:
-            client.cancel(list(futures))
+            with cluster.ctrl_c_deferred():
+                client.cancel(list(futures))
             raise
+
+
+def _outcome(future):
+    try:
+        return future.result()
+    except Exception as error:  # noqa: BLE001 - the task failed on its worker: report, go on
+        return {"success": False, "error": f"{type(error).__name__}: {cluster.last_line(str(error))}"}
+
+
+def save_results(gradebook, late, results, gradable, ledger, report, version):
+    """Workers' outcomes [((student, unit, digest of the files sent), outcome)] into the gradebook (one
+    transaction), OUT and the ledger."""
+    from nbgrader.api import InvalidEntry
+
+    entries, scored = {}, []
+    for (student, unit, sent), outcome in results:
+        if outcome["success"] and (outcome["graded"], outcome["version"]) != (sent, version):
+            outcome = {**outcome, "success": False, "error": "the worker graded another submission or "
+                                                             "course version than it was sent"}
+        if outcome["success"]:
+            try:
+                with warnings.catch_warnings():  # nbgrader's SQLAlchemy notes, as plain autograde prints them
+                    warnings.simplefilter("ignore", SAWarning)
+                    cluster.record(gradebook, student, unit, outcome["scores"])
+                scored.append((student, unit))
+            except (ValueError, InvalidEntry) as error:
+                outcome = {**outcome, "success": False, "error": f"not recorded: {error}"}
+        cluster.write_files(report.out, student, unit, outcome)
+        entry = {"seconds": round(outcome.get("seconds", 0), 2)}
+        if outcome["success"]:
+            entry["digest"] = gradable[student, unit]
+            if outcome.get("warning"):
+                entry["warning"] = outcome["warning"]
+        else:
+            entry["error"] = outcome["error"]
+        entries["/".join((student, unit))] = entry
+        cluster.reached(f"saving {len(report.graded) + len(entries)}")
+    gradebook.db.flush()
+    gradebook.db.expire_all()  # the notebooks' scores, read again for the late penalties
+    for student, unit in scored:
+        cluster.penalize(gradebook, late, student, unit)
+    gradebook.db.commit()
+    ledger.update(entries)
+    _write_json_atomically(report.out / "ledger.json", ledger)
+    report.graded += [tuple(key.split("/")) for key in entries]
 
 
 def collect_scores(report, db_url):

@@ -44,6 +44,13 @@ def zygote(uid, budget=None):
     return _ZYGOTES[key]
 
 
+def close_all():
+    """End every zygote this process started, and with them their sandboxes."""
+    for (pid, *_), each in list(_ZYGOTES.items()):
+        if pid == os.getpid():
+            each.close()
+
+
 class Zygote:
     def __init__(self, uid, budget=None):
         self.uid, self.budget = uid, budget

@@ -1,5 +1,6 @@
 """`course bench`: the figures behind the budgets of COURSE_SPEC §6, measured on this machine."""
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -16,7 +17,12 @@ from course_grading.tools.runner import course_notebooks, run_notebooks, time_ta
 
 
 def plain_nbgrader_autograde(submissions, course, root, units):
-    """Seconds for plain sequential `nbgrader autograde UNIT` (one command per unit, whole class)."""
+    """Seconds for plain sequential `nbgrader autograde UNIT` (one command per unit, whole class), the
+    units' due dates set in its gradebook as an instructor would in Formgrader."""
+    from nbgrader.api import Gradebook
+
+    from course_grading.pipeline.late import duedates
+
     shutil.copytree(Path(root) / "source", course / "source")
     shutil.copytree(submissions, course / "submitted")
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
@@ -25,6 +31,10 @@ def plain_nbgrader_autograde(submissions, course, root, units):
     for unit in units:
         subprocess.run([*nbgrader, "generate_assignment", unit, "--force", *config], cwd=root, env=env,
                        check=True, capture_output=True)
+    with Gradebook(f"sqlite:///{course}/gradebook.db") as gradebook:
+        for unit, due in duedates(root).items():
+            if unit in units:
+                gradebook.update_or_create_assignment(unit, duedate=due)
     start = time.perf_counter()
     for unit in units:
         subprocess.run([*nbgrader, "autograde", unit, "--force", *config], cwd=root, env=env,
@@ -43,10 +53,88 @@ def dask_scaling(submissions, scratch, root, only=()):
                              only=only, progress=False)
         rates[workers] = len(report.graded) / report.seconds
         print(f"LocalCluster, {workers} worker(s):         {rates[workers]:7.3f} notebooks/s")
+        if workers == 1:  # a worker's busy time per notebook, and what the run spends besides
+            busy = [e["seconds"] for e in json.loads((report.out / "ledger.json").read_text()).values()]
+            worker_seconds = sum(busy) / len(busy)
+            fixed = max(0.0, report.seconds - sum(busy))
     efficiency = rates[2] / (2 * rates[1])
     print(f"scaling efficiency, 1 -> 2 workers:   {efficiency:7.0%}")
     return {"notebooks_per_second_1_worker": rates[1], "notebooks_per_second_2_workers": rates[2],
-            "scaling_efficiency": efficiency}
+            "scaling_efficiency": efficiency, "worker_seconds_per_notebook": worker_seconds,
+            "fixed_seconds": fixed}
+def recorded_outcomes(out, db_url=None):
+    """The results a finished `course grade` folder holds, as its workers returned them:
+    [(student, unit, outcome)]."""
+    from course_grading.pipeline import cluster
+
+    out = Path(out)
+    db_url = db_url or f"sqlite:///{out / 'gradebook.db'}"
+    version = cluster.course_digest()
+    recorded = []
+    for notebook in sorted((out / "autograded").glob("*/*/*.ipynb")):
+        student, unit = notebook.parts[-3], notebook.parts[-2]
+        files = cluster.task(out, student, unit, version, {})["files"]
+        incidents = out / "incidents" / student / f"{unit}.json"
+        recorded.append((student, unit, {
+            "success": True, "error": "", "scores": cluster.scores_of(db_url, unit, student),
+            "autograded": cluster._files(notebook.parent),
+            "feedback": cluster._files(out / "feedback" / student / unit),
+            "incidents": incidents.read_text() if incidents.exists() else None, "seconds": 0.0,
+            "graded": cluster.files_digest(files), "version": version}))
+    return recorded
+
+
+def coordinator_rate(recorded, scratch, root=ROOT, copies=20, batch=8):
+    """Notebooks per second the coordinator saves (check, gradebook, late penalty, files, ledger), fed the
+    recorded results of `copies` x the class as fast as it takes them, `batch` finished at a time; each
+    result is pickled and unpickled as Dask carries it, and its task made as for a worker. (per second
+    of wall time, per CPU-second of this process: on a shared machine the second is the fair one)"""
+    import pickle
+
+    from nbgrader.api import Gradebook
+
+    from course_grading.pipeline import cluster
+    from course_grading.pipeline.grading import (ClassReport, intake_class, prepare, register_students,
+                                                 save_results)
+
+    out, submissions = Path(scratch) / "coordinator", Path(scratch) / "coordinator-class"
+    units = sorted({unit for _, unit, _ in recorded})
+    results = {}
+    for copy in range(copies):
+        for student, unit, outcome in recorded:
+            results[f"{student}c{copy:03d}", unit] = outcome
+    for (student, unit), outcome in results.items():
+        folder = submissions / student / unit
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{unit}.ipynb").write_bytes(outcome["autograded"][f"{unit}.ipynb"])
+    db_url = f"sqlite:///{out / 'gradebook.db'}"
+    report = ClassReport(out=out, students=sorted({s for s, _ in results}), units=units, db_url=db_url)
+    prepare(out, root, units, db_url)
+    gradable = intake_class(submissions, out, units, report)
+    register_students({s for s, _ in results}, db_url)
+    version = cluster.course_digest(root)
+    late = cluster.late_penalties(out, db_url)
+    keys, ledger = sorted(results), {}
+    start, cpu = time.perf_counter(), time.process_time()
+    with Gradebook(db_url) as gradebook:
+        for first in range(0, len(keys), batch):
+            done = []
+            for student, unit in keys[first:first + batch]:
+                work = cluster.task(out, student, unit, version, {})
+                outcome = pickle.loads(pickle.dumps({**results[student, unit],
+                                                     "graded": cluster.files_digest(work["files"])}))
+                done.append(((student, unit, outcome["graded"]), outcome))
+            save_results(gradebook, late, done, gradable, ledger, report, version)
+    return len(keys) / (time.perf_counter() - start), len(keys) / (time.process_time() - cpu)
+
+
+def projections(worker_seconds, coordinator, start_seconds):
+    """{(notebooks, workers): seconds} of a cluster of workers of this machine's speed (each busy
+    `worker_seconds` per notebook) behind this coordinator, plus the run's fixed start."""
+    return {(n, w): start_seconds + n / min(w / worker_seconds, coordinator)
+            for n in (3600, 90000) for w in (16, 128)}
+
+
 def pool_start_seconds():
     """Seconds a grading worker's zygote takes to start in its sandbox, imports included."""
     zygote = warm.Zygote(sandbox.sandbox_uid())
@@ -121,6 +209,8 @@ def bench(root=ROOT, students=4, jobs=2, only=()):
             grade_class(scratch / "class", scratch / "parallel", jobs=jobs, root=root)
         parallel = time.perf_counter() - start
         scaling = dask_scaling(scratch / "class", scratch, root, only)
+        recorded = recorded_outcomes(scratch / "parallel")
+        coordinator, coordinator_cpu = coordinator_rate(recorded, scratch, root)
 
     figures = {  # as a student runs them: each notebook in a kernel that imports everything first
         "course_seconds": sum(r.seconds + pool_start for r in runs),
@@ -141,6 +231,18 @@ def bench(root=ROOT, students=4, jobs=2, only=()):
     print(f"warm kernel pool peak memory:         {peak['bytes'] / 2**20:7.0f} MiB (RSS, {jobs} templates + kernels)")
     print(f"grade worker time / bare execution:   {figures['grading_over_execution']:7.2f} x (both warm)")
     print(f"one student's {len(units)} notebooks:          {figures['student_seconds_all_units']:7.1f} s of wall time (jobs {jobs})")
+    figures.update(coordinator_notebooks_per_second=coordinator,
+                   coordinator_notebooks_per_cpu_second=coordinator_cpu)
+    print(f"coordinator alone:                    {coordinator:7.1f} notebooks/s, {coordinator_cpu:.1f} per "
+          "CPU-second (recorded results, as fast as it takes them)")
+    print(f"a worker, busy per notebook:          {scaling['worker_seconds_per_notebook']:7.2f} s "
+          f"(run's fixed cost {scaling['fixed_seconds']:.1f} s)")
+    for (notebooks, workers), seconds in projections(scaling["worker_seconds_per_notebook"], coordinator,
+                                                     scaling["fixed_seconds"]).items():
+        figures[f"projected_seconds_{notebooks}_notebooks_{workers}_workers"] = seconds
+        bound = "coordinator" if coordinator < workers / scaling["worker_seconds_per_notebook"] else "workers"
+        print(f"projected: {notebooks:6d} notebooks on {workers:3d} workers: {seconds / 60:7.1f} min "
+              f"(bound by the {bound})")
     budgets = [("every notebook under 60 s", figures["slowest_notebook_seconds"] < 60),
                ("whole course under 360 s", figures["course_seconds"] < 360),
                ("one student's notebooks under 90 s", figures["student_seconds_all_units"] < 90)]
