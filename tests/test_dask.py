@@ -138,10 +138,11 @@ def test_a_system_bwrap_is_chosen_first_and_sandboxes(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", path)
     assert sandbox.bwrap() == (str(system), f"system bubblewrap ({system})")
     assert sandbox.available() == ""
-    (tmp_path / "box").mkdir()
+    (tmp_path / "handed-in").mkdir()
+    sandbox.prepare_folder(tmp_path / "box", tmp_path / "handed-in", None)
     (tmp_path / "secret.txt").write_text("not for students")
     probe = f"cat {tmp_path / 'secret.txt'}; echo $$"
-    done = subprocess.run(sandbox.command(tmp_path / "box", tmp_path / "box", ["sh", "-c", probe]),
+    done = subprocess.run(sandbox.command(tmp_path / "box", ["sh", "-c", probe]),
                           capture_output=True, text=True, timeout=60)  # the sandbox's output goes to stderr
     assert done.stderr.split()[-1] == "2", done.stderr  # a pid namespace of its own
     assert "not for students" not in done.stderr and "No such file" in done.stderr
