@@ -62,10 +62,15 @@ def _digest(*parts):
     return h.hexdigest()
 
 
-def _write_json_atomically(path, data):
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+def write_atomically(path, text):
+    """Write `path` through a temporary file renamed over it: a reader never finds it half written."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _write_json_atomically(path, data):
+    write_atomically(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 class SandboxUnavailable(GradingRefused):

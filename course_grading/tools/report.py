@@ -10,7 +10,6 @@ graded; students at risk over the units graded so far) and OUT/mistakes.csv.
 import base64
 import csv
 import io
-import os
 import re
 import statistics
 from collections import defaultdict
@@ -22,6 +21,7 @@ from traitlets.config import Configurable
 
 from course_grading.course import ROOT
 from course_grading.pipeline import summary
+from course_grading.pipeline.grading import write_atomically
 
 HTML, MISTAKES = "report.html", "mistakes.csv"
 MARKS = (("full", "#55a868"), ("partial", "#dd8452"), ("zero", "#c44e52"))
@@ -106,12 +106,6 @@ def _shares(exercises):
         axes.set(xlim=(0, 100), xlabel="% of the students graded")
         axes.legend(loc="lower right", ncols=3, fontsize="small", frameon=False, bbox_to_anchor=(1, 1))
     return _figure(draw, height=0.9 + 0.32 * len(exercises))
-
-
-def _write_atomically(path, text):
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def class_report(out, settings):
@@ -212,8 +206,8 @@ def write_report(out, root=ROOT, **overrides):
     for mistake in data["mistakes"]:
         writer.writerow([mistake.unit, mistake.cell, mistake.key, mistake.message, len(mistake.students),
                          " ".join(mistake.students)])
-    _write_atomically(out / MISTAKES, buffer.getvalue())
+    write_atomically(out / MISTAKES, buffer.getvalue())
     environment = jinja2.Environment(loader=jinja2.PackageLoader("course_grading.tools", "templates"),
                                      autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    _write_atomically(out / HTML, environment.get_template("report.html.j2").render(**data, out=out))
+    write_atomically(out / HTML, environment.get_template("report.html.j2").render(**data, out=out))
     return out / HTML
