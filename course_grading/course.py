@@ -1,7 +1,6 @@
 """The course on disk: its units, and nbgrader's API configured from nbgrader_config.py."""
+import functools
 import logging
-import os
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,6 +15,20 @@ def units(root=ROOT, only=()):
     return names
 
 
+@functools.lru_cache(maxsize=None)
+def alembic_head():
+    """The revision nbgrader stamps into a new gradebook, read once per process with alembic's API.
+    nbgrader's own get_alembic_version starts the command `alembic heads` for every new gradebook:
+    2-4 s of imports, paid by each worker for each unit's course template."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from nbgrader.dbutil import ALEMBIC_DIR
+
+    config = Config()
+    config.set_main_option("script_location", ALEMBIC_DIR)
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
 def nbgrader_api(course_root, db_url=None, quiet=True, judge=None, **coursedir):
     """NbGraderAPI for `course_root`, with the project's nbgrader_config.py and overrides.
 
@@ -26,10 +39,9 @@ def nbgrader_api(course_root, db_url=None, quiet=True, judge=None, **coursedir):
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config.loader import PyFileConfigLoader
 
-    # nbgrader starts `alembic` (installed beside it) when it creates a gradebook
-    bindir = os.path.dirname(sys.executable)
-    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    import nbgrader.api
+
+    nbgrader.api.get_alembic_version = alembic_head
     config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
     config.CourseDirectory.root = str(course_root)
     config.CourseDirectory.db_url = db_url or f"sqlite:///{Path(course_root) / 'gradebook.db'}"

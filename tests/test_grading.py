@@ -82,3 +82,22 @@ def test_feedback_shows_no_reference_code(graded_bank, unit):
         feedback = Path(graded_bank.out) / "feedback" / student / unit / f"{unit}.html"
         shown = _visible_text(feedback)
         assert not secret & shown, f"{student}'s feedback shows hidden-check code: {sorted(secret & shown)[:3]}"
+
+
+def test_feedback_is_what_nbgraders_own_exporter_writes(graded_bank):
+    """The workers render feedback with kept templates, highlighted code and Markdown (shared across the
+    students they grade); nbgrader's generate_feedback with nbconvert's plain HTMLExporter writes the same
+    bytes, for a solved, a stubbed and a bug-ridden notebook of every unit."""
+    from nbconvert.exporters import HTMLExporter
+
+    from course_grading.course import nbgrader_api
+
+    out = Path(graded_bank.out)
+    api = nbgrader_api(out, db_url=graded_bank.db_url, feedback_directory="plain-feedback")
+    api.config.GenerateFeedback.exporter_class = HTMLExporter
+    for unit in units():
+        for student in (f"u{unit[:2]}_solution", f"u{unit[:2]}_release", f"u{unit[:2]}_pack00"):
+            assert api.generate_feedback(unit, student, force=True)["success"]
+            plain = out / "plain-feedback" / student / unit / f"{unit}.html"
+            assert plain.read_bytes() == (out / "feedback" / student / unit / f"{unit}.html").read_bytes(), \
+                f"{student}'s feedback differs from nbgrader's own"

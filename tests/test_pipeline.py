@@ -187,10 +187,10 @@ def test_ctrl_c_stops_grading_cleanly_and_the_same_command_grades_the_rest(tmp_p
     assert [f for f in warm_folders if f.exists()] == [], "warm kernels' folders left behind"
     assert list((tmp_path / "tmp").iterdir()) == [], "temporary files left behind"
 
-    ledger = json.loads((tmp_path / "out" / "ledger.json").read_text())
+    ledger_path = tmp_path / "out" / "ledger.json"  # a first run sets OUT up while its cluster starts
+    ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
     if moment == "cluster start":
         assert ledger == {}
-        return
     assert (2 if moment == "saving 2" else 0) <= len(ledger) < len(students)  # the 2nd result's batch saved
     assert all(entry.get("digest") for entry in ledger.values())
     report = grade_class(tmp_path / "subs", tmp_path / "out", jobs=2, progress=False)

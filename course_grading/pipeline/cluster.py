@@ -10,6 +10,7 @@ real gradebook (SQLite or PostgreSQL) through nbgrader's Gradebook API, a batch 
 nbgrader's AssignLatePenalties step: the rows a local `nbgrader autograde` would write (tested).
 """
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import hashlib
@@ -143,8 +144,10 @@ def connect(scheduler, jobs, log):
         except (OSError, ValueError, TimeoutError) as error:
             raise GradingRefused(f"cannot reach the Dask scheduler at {scheduler} ({type(error).__name__}); "
                                  "is `dask scheduler` running there and reachable from here?") from None
-        with client:
+        try:  # closed, not left as a context: the caller may leave in another thread than it entered
             yield client
+        finally:
+            client.close()
         return
     stack = contextlib.ExitStack()
     client = None
@@ -158,7 +161,8 @@ def connect(scheduler, jobs, log):
                 n_workers=max(1, jobs), threads_per_worker=1, memory_limit=0, silence_logs=logging.ERROR,
                 preload=[__name__], env={"COURSE_GRADE_LOG": str(log)}))
             reached("cluster start")
-            client = stack.enter_context(Client(cluster))
+            client = Client(cluster)
+            stack.callback(client.close)
         yield client
     finally:
         with ctrl_c_deferred():
@@ -166,6 +170,32 @@ def connect(scheduler, jobs, log):
                 with contextlib.suppress(Exception):
                     client.run(_stop_grading)
             stack.close()
+
+
+@contextlib.contextmanager
+def connecting(scheduler, jobs, log, early):
+    """`connect` for a caller that may not need a client: yields a function that returns the client (or
+    raises why there is none). With `early` the cluster starts at once, in a thread, while the caller goes
+    on (a first run sets its gradebook up meanwhile); else at the first call. Closed on leaving."""
+    stack = contextlib.ExitStack()
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="course-cluster")
+    started = []
+
+    def client():
+        if not started:
+            started.append(pool.submit(stack.enter_context, connect(scheduler, jobs, log)))
+        return started[0].result()
+
+    if early:
+        started.append(pool.submit(stack.enter_context, connect(scheduler, jobs, log)))
+    try:
+        yield client
+    finally:
+        with ctrl_c_deferred():
+            pool.shutdown(wait=True)  # a cluster still starting is started whole, then closed
+            stack.close()
+        if started and isinstance(started[0].exception(), KeyboardInterrupt):  # Ctrl-C while it started
+            raise KeyboardInterrupt
 
 
 async def _stop_grading(dask_worker):

@@ -1,6 +1,9 @@
-"""Feedback HTML for a whole class: nbconvert's exporter, with its compiled templates kept per process."""
+"""Feedback HTML for a whole class: nbconvert's exporter, with its compiled templates, each cell's
+highlighted code and each Markdown cell's HTML kept per process (most cells are the same in every
+student's notebook). The HTML is what nbconvert's own HTMLExporter writes, byte for byte (tested)."""
 import jinja2
 from nbconvert.exporters import HTMLExporter
+from nbconvert.filters.highlight import Highlight2HTML
 
 
 class _TemplatesInMemory(jinja2.BytecodeCache):
@@ -18,12 +21,44 @@ class _TemplatesInMemory(jinja2.BytecodeCache):
 
 
 _TEMPLATES = _TemplatesInMemory()
+_RENDERED = {}  # (filter, its settings, cell source, ...): HTML; emptied when it grows past _KEPT
+_KEPT = 20_000
+
+
+def _remembered(key, render):
+    if key not in _RENDERED:
+        if len(_RENDERED) >= _KEPT:
+            _RENDERED.clear()
+        _RENDERED[key] = render()
+    return _RENDERED[key]
 
 
 class CachedHTMLExporter(HTMLExporter):
-    """HTMLExporter that compiles nbgrader's feedback templates once per grading worker, not per notebook."""
+    """HTMLExporter that compiles nbgrader's feedback templates once per grading worker, not per notebook,
+    and renders a cell's code or Markdown once per worker when it is the same as in an earlier notebook."""
 
     def _create_environment(self):
         environment = super()._create_environment()
         environment.bytecode_cache = _TEMPLATES
         return environment
+
+    def register_filter(self, name, jinja_filter):
+        if name == "highlight_code" and isinstance(jinja_filter, Highlight2HTML):  # made per notebook
+            highlight = jinja_filter
+
+            def jinja_filter(source, language=None, metadata=None):
+                magics = (metadata or {}).get("magics_language")
+                key = ("highlight", highlight.pygments_lexer, repr(highlight.extra_formatter_options),
+                       source, language, magics)
+                return _remembered(key, lambda: highlight(source, language, metadata))
+        return super().register_filter(name, jinja_filter)
+
+    @jinja2.pass_context
+    def markdown2html(self, context, source):
+        """HTMLExporter's markdown2html; a cell without attachments or embedded images does not depend
+        on its notebook's path."""
+        render = super().markdown2html
+        if self.embed_images or context.get("cell", {}).get("attachments"):
+            return render(context, source)
+        key = ("markdown", self.anchor_link_text, self.exclude_anchor_links, repr(self.lexer_options), source)
+        return _remembered(key, lambda: render(context, source))

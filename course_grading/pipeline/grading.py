@@ -222,6 +222,30 @@ def grade_class(submissions, out, jobs=2, db_url=None, root=ROOT, only=(), progr
 
 
 def _grade(submissions, report, root, jobs, scheduler, progress, judge):
+    out, db_url = report.out, report.db_url
+    out.mkdir(parents=True, exist_ok=True)
+    first_run = not (out / "ledger.json").exists()  # its cluster starts while the gradebook is set up
+    with cluster.connecting(scheduler, jobs, out / "autograde.log", early=first_run) as client:
+        ledger = _grade_todo(submissions, report, root, client, scheduler, progress, judge)
+    for key, entry in ledger.items():
+        student, unit = key.split("/")
+        for note in ("error", "warning"):
+            if entry.get(note):
+                report.problems.setdefault((student, unit), []).append(f"autograde: {entry[note]}")
+        incidents = out / "incidents" / student / f"{unit}.json"
+        if incidents.exists():
+            recorded = json.loads(incidents.read_text())
+            report.problems.setdefault((student, unit), []).extend(recorded["incidents"])
+            if not recorded.get("sandboxed", True):
+                report.problems[student, unit].append("graded unsandboxed")
+    collect_scores(report, db_url)
+    with cluster.ctrl_c_deferred():  # never half-written
+        write_csvs(report, db_url)
+
+
+def _grade_todo(submissions, report, root, client, scheduler, progress, judge):
+    """Set OUT up, take the class in, and grade what the ledger lacks on `client()` (of `scheduler`, or
+    a LocalCluster); return the ledger."""
     out, units, db_url = report.out, report.units, report.db_url
     prepare(out, root, units, db_url)
     gradable = intake_class(submissions, out, units, report)
@@ -250,26 +274,12 @@ def _grade(submissions, report, root, jobs, scheduler, progress, judge):
     if todo:
         for student, unit in todo:
             (out / "incidents" / student / f"{unit}.json").unlink(missing_ok=True)
-        _grade_on_dask(todo, gradable, ledger, report, scheduler=scheduler, jobs=jobs, progress=progress,
+        _grade_on_dask(todo, gradable, ledger, report, client(), remote=bool(scheduler), progress=progress,
                        judge=judge, version=cluster.course_digest(root))
-
-    for key, entry in ledger.items():
-        student, unit = key.split("/")
-        for note in ("error", "warning"):
-            if entry.get(note):
-                report.problems.setdefault((student, unit), []).append(f"autograde: {entry[note]}")
-        incidents = out / "incidents" / student / f"{unit}.json"
-        if incidents.exists():
-            recorded = json.loads(incidents.read_text())
-            report.problems.setdefault((student, unit), []).extend(recorded["incidents"])
-            if not recorded.get("sandboxed", True):
-                report.problems[student, unit].append("graded unsandboxed")
-    collect_scores(report, db_url)
-    with cluster.ctrl_c_deferred():  # never half-written
-        write_csvs(report, db_url)
+    return ledger
 
 
-def _grade_on_dask(todo, gradable, ledger, report, scheduler, jobs, progress, judge, version):
+def _grade_on_dask(todo, gradable, ledger, report, client, remote, progress, judge, version):
     """One task per (student, unit); results are saved here as they come, each batch of finished ones in
     one gradebook transaction, the ledger written after it."""
     from distributed import as_completed
@@ -278,11 +288,11 @@ def _grade_on_dask(todo, gradable, ledger, report, scheduler, jobs, progress, ju
 
     out = report.out
     late = cluster.late_penalties(out, report.db_url)
-    with cluster.connect(scheduler, jobs, out / "autograde.log") as client, Gradebook(report.db_url) as gradebook:
+    with Gradebook(report.db_url) as gradebook:
         sandboxes = cluster.check_workers(client, version)
         if progress:
             print(f"dask dashboard: {cluster.dashboard(client)}", flush=True)
-            if scheduler:
+            if remote:
                 print("\n".join(f"worker {address}: {which}" for address, which in sorted(sandboxes.items())),
                       flush=True)
         futures = {}

@@ -23,7 +23,7 @@ from pathlib import Path
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import ensure_async
 from nbformat import NotebookNode
-from traitlets import Bool, Integer, Unicode
+from traitlets import Bool, Enum, Integer, Unicode
 
 from course_grading.pipeline import remote, sandbox, warm
 from course_grading import samples
@@ -178,6 +178,9 @@ class JudgedExecute(Execute):
     # a busy machine can deliver a cell's last outputs late: wait longer, and never fail the notebook for it
     iopub_timeout = Integer(20).tag(config=True)
     raise_on_iopub_timeout = Bool(False).tag(config=True)
+    # a graded kernel is killed, not asked to shut down (0.2 s a notebook): its outputs are in, and its
+    # sandbox is emptied after it anyway
+    shutdown_kernel = Enum(["graceful", "immediate"], default_value="immediate").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         resources = resources or {}
