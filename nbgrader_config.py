@@ -23,8 +23,7 @@ c.Execute.interrupt_on_timeout = True
 
 # Autograde runs each kernel in a sandbox, with hidden checks judged outside it (course_grading.pipeline.judge).
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
-from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern,  # noqa: E402
-                                    LimitOutput, SaveAutoGrades)
+from nbgrader.preprocessors import AssignLatePenalties, IgnorePattern, LimitOutput, SaveAutoGrades  # noqa: E402
 
 from course_grading.pipeline.judge import JudgedExecute  # noqa: E402
 
@@ -47,8 +46,10 @@ c.LatePenalty.duedates = {unit: f"2027-{month:02d}-{day:02d} 23:59:00 UTC" for u
 c.JudgedExecute.memory_budget = int(os.environ.get("COURSE_MEMORY_BUDGET", 4 << 30))
 c.JudgedExecute.disk_budget = int(os.environ.get("COURSE_DISK_BUDGET", 1 << 30))
 
+# nbgrader's own list, but for its second CheckCellMetadata: the sanitizing pass before has checked the
+# cells' metadata, which running the cells does not change (0.1 s a notebook of jsonschema).
 c.Autograde.autograde_preprocessors = [JudgedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
-                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+                                       SaveAutoGrades, AssignLatePenalties]
 
 # Feedback compiles its HTML templates once per process instead of once per notebook.
 from course_grading.pipeline.feedback import CachedHTMLExporter  # noqa: E402

@@ -352,3 +352,21 @@ def test_feedback_templates_compile_once_and_render_the_same(monkeypatch):
     second = CachedHTMLExporter().from_notebook_node(nb)[0]
     assert after_first and len(compiled) == after_first, "the second render compiled its templates again"
     assert plain == first == second
+
+
+def test_new_gradebooks_are_stamped_with_the_revision_alembic_names(tmp_path):
+    """course.alembic_head, read with alembic's API in this process, is the revision nbgrader's own
+    get_alembic_version asks the `alembic heads` command for; a gradebook made through the course's
+    nbgrader API carries it."""
+    from nbgrader.api import Gradebook
+    from nbgrader.dbutil import _temp_alembic_ini
+    from sqlalchemy import text
+
+    from course_grading.course import alembic_head, nbgrader_api
+
+    with _temp_alembic_ini("sqlite:////tmp/gradebook.db") as ini:
+        heads = subprocess.check_output([str(Path(sys.executable).parent / "alembic"), "-c", ini, "heads"])
+    assert alembic_head() == heads.decode().split()[0]
+    with Gradebook(nbgrader_api(tmp_path).coursedir.db_url) as gradebook:
+        stamped = gradebook.db.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    assert stamped == alembic_head()

@@ -1,7 +1,11 @@
 """Feedback HTML for a whole class: nbconvert's exporter, with its compiled templates, each cell's
 highlighted code and each Markdown cell's HTML kept per process (most cells are the same in every
 student's notebook). The HTML is what nbconvert's own HTMLExporter writes, byte for byte (tested)."""
+import re
+import secrets
+
 import jinja2
+from bs4 import BeautifulSoup
 from nbconvert.exporters import HTMLExporter
 from nbconvert.filters.highlight import Highlight2HTML
 
@@ -23,6 +27,7 @@ class _TemplatesInMemory(jinja2.BytecodeCache):
 _TEMPLATES = _TemplatesInMemory()
 _RENDERED = {}  # (filter, its settings, cell source, ...): HTML; emptied when it grows past _KEPT
 _KEPT = 20_000
+_TOKEN = f"course-code-{secrets.token_hex(8)}-"  # an element standing for a code block while BeautifulSoup reads the page
 
 
 def _remembered(key, render):
@@ -42,6 +47,20 @@ class CachedHTMLExporter(HTMLExporter):
         environment.bytecode_cache = _TEMPLATES
         return environment
 
+    def from_notebook_node(self, nb, resources=None, **kw):
+        """HTMLExporter's, which reads its page with BeautifulSoup and writes it again (alt texts, tab
+        stops): with nbgrader's feedback template, whose code blocks come straight from highlight_code,
+        each block stands in the page as a token meanwhile and comes back as BeautifulSoup writes it
+        alone, kept per worker. Code blocks are nine tenths of a page's tags."""
+        self._blocks = {} if self.template_name == "feedback" else None
+        try:
+            html, resources = super().from_notebook_node(nb, resources, **kw)
+        finally:
+            blocks, self._blocks = self._blocks, None
+        if blocks:
+            html = re.sub(f"<({re.escape(_TOKEN)}\\d+)></\\1>", lambda token: blocks[token.group(0)], html)
+        return html, resources
+
     def register_filter(self, name, jinja_filter):
         if name == "highlight_code" and isinstance(jinja_filter, Highlight2HTML):  # made per notebook
             highlight = jinja_filter
@@ -50,7 +69,16 @@ class CachedHTMLExporter(HTMLExporter):
                 magics = (metadata or {}).get("magics_language")
                 key = ("highlight", highlight.pygments_lexer, repr(highlight.extra_formatter_options),
                        source, language, magics)
-                return _remembered(key, lambda: highlight(source, language, metadata))
+                code = _remembered(key, lambda: highlight(source, language, metadata))
+                if getattr(self, "_blocks", None) is None:
+                    return code
+                # the block's own whitespace stays in the page, where BeautifulSoup merges it with the
+                # template's as it would around the block
+                block = code.strip()
+                token = f"{_TOKEN}{len(self._blocks)}"
+                self._blocks[f"<{token}></{token}>"] = _remembered(
+                    ("soup", block), lambda: str(BeautifulSoup(block, features="html.parser")))
+                return code[:len(code) - len(code.lstrip())] + f"<{token}></{token}>" + code[len(code.rstrip()):]
         return super().register_filter(name, jinja_filter)
 
     @jinja2.pass_context

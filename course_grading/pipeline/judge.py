@@ -18,8 +18,11 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from pathlib import Path
+from queue import Empty
 
+from jupyter_client.asynchronous import AsyncKernelClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import ensure_async
 from nbformat import NotebookNode
@@ -163,6 +166,33 @@ class SandboxedKernelManager:
             return ["env", *(f"{k}={v}" for k, v in env.items()), *command]
         return sandbox.command(self.folder, command, uid=self.uid, env=env, budget=self.budget)
 
+    async def _async_wait(self, pollinterval=0.01):
+        """A killed kernel is seen dead within 10 ms, not jupyter_client's 100 ms (once per notebook)."""
+        await super()._async_wait(pollinterval)
+
+
+class PromptKernelClient(AsyncKernelClient):
+    """jupyter_client's kernel client, ready as soon as the kernel answers kernel_info and its IOPub is
+    connected. jupyter_client's own then waits for 0.2 s of silence on IOPub, on every kernel start; nbclient
+    does not need that: it takes only the messages its own requests caused."""
+
+    async def wait_for_ready(self, timeout=None):
+        deadline = time.monotonic() + (timeout or float("inf"))
+        while True:
+            self.kernel_info()
+            try:
+                reply = await self.shell_channel.get_msg(timeout=1)
+                if reply["msg_type"] == "kernel_info_reply":
+                    await self.iopub_channel.get_msg(timeout=0.2)  # IOPub connected: it heard the kernel
+                    self._handle_kernel_info_reply(reply)
+                    return
+            except Empty:
+                pass
+            if not await self.is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+
 
 class JudgedExecute(Execute):
     """nbgrader's Execute with a sandboxed kernel, judged hidden checks and kernel recovery."""
@@ -209,6 +239,7 @@ class JudgedExecute(Execute):
         base = self.kernel_manager_class
         manager_class = type("SandboxedKernel", (SandboxedKernelManager, base), {})
         self.km = manager_class(kernel_name=self.kernel_name or "python3", config=self.config,
+                                client_class=f"{__name__}.PromptKernelClient",
                                 transport="ipc", ip=str(self.folder / "ipc" / "k"),
                                 connection_file=str(self.folder / "kernel.json"))
         self.km.folder, self.km.uid, self.km.budget = self.folder, self.uid, self.budget

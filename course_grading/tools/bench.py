@@ -128,6 +128,55 @@ def coordinator_rate(recorded, scratch, root=ROOT, copies=20, batch=8):
     return len(keys) / (time.perf_counter() - start), len(keys) / (time.process_time() - cpu)
 
 
+def worker_profile(root, units, copies=3):
+    """Where a worker's time goes per notebook, in seconds of wall time (one process; on a quiet machine
+    about its CPU time): graded as a Dask worker grades them, `copies` full solutions of each unit after one
+    that warms the worker up. {"total", "cells" (the kernel running them and the judge's hidden checks),
+    "kernel" (starting, connecting and stopping it), "nbgrader" (autograde around the execution),
+    "feedback" (its HTML), "rest" (copying files in and out, reading the scores)}."""
+    import collections
+    from unittest import mock
+
+    import nbformat
+    from nbgrader.apps import NbGraderAPI
+
+    from course_grading.pipeline import cluster
+    from course_grading.pipeline.judge import JudgedExecute
+
+    spent, totals = collections.Counter(), collections.Counter()
+
+    def timed(owner, name, key):
+        method = getattr(owner, name)
+
+        def measured(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                spent[key] += time.perf_counter() - start
+        return mock.patch.object(owner, name, measured)
+
+    version, judge = cluster.course_digest(root), {"sandboxed": not sandbox.available()}
+    with contextlib.ExitStack() as stack:
+        for owner, name, key in [(cluster, "grade_submission", "total"), (NbGraderAPI, "autograde", "autograde"),
+                                 (JudgedExecute, "preprocess", "judge"), (JudgedExecute, "preprocess_cell", "cells"),
+                                 (NbGraderAPI, "generate_feedback", "feedback")]:
+            stack.enter_context(timed(owner, name, key))
+        for unit in units:
+            files = {f"{unit}.ipynb": nbformat.writes(samples.student_notebook(root, unit)).encode()}
+            for copy in range(copies + 1):
+                outcome = cluster.grade_submission({"student": f"s{copy}", "unit": unit, "files": files,
+                                                    "version": version, "judge": judge})
+                assert outcome["success"], outcome["error"]
+                if copy:  # the first warms the worker up (its template, zygote and imports)
+                    totals.update(spent)
+                spent.clear()
+    each = {key: value / (copies * len(units)) for key, value in totals.items()}
+    return {"total": each["total"], "cells": each["cells"], "kernel": each["judge"] - each["cells"],
+            "nbgrader": each["autograde"] - each["judge"], "feedback": each["feedback"],
+            "rest": each["total"] - each["autograde"] - each["feedback"]}
+
+
 def projections(worker_seconds, coordinator, start_seconds):
     """{(notebooks, workers): seconds} of a cluster of workers of this machine's speed (each busy
     `worker_seconds` per notebook) behind this coordinator, plus the run's fixed start."""
@@ -211,6 +260,7 @@ def bench(root=ROOT, students=4, jobs=2, only=()):
         scaling = dask_scaling(scratch / "class", scratch, root, only)
         recorded = recorded_outcomes(scratch / "parallel")
         coordinator, coordinator_cpu = coordinator_rate(recorded, scratch, root)
+    profile = worker_profile(root, units)
 
     figures = {  # as a student runs them: each notebook in a kernel that imports everything first
         "course_seconds": sum(r.seconds + pool_start for r in runs),
@@ -237,6 +287,12 @@ def bench(root=ROOT, students=4, jobs=2, only=()):
           "CPU-second (recorded results, as fast as it takes them)")
     print(f"a worker, busy per notebook:          {scaling['worker_seconds_per_notebook']:7.2f} s "
           f"(run's fixed cost {scaling['fixed_seconds']:.1f} s)")
+    figures.update({f"worker_{part}_seconds_per_notebook": seconds for part, seconds in profile.items()})
+    figures["worker_beyond_cells_seconds_per_notebook"] = profile["total"] - profile["cells"]
+    print(f"a worker's notebook, in one process:  {profile['total']:7.2f} s: cells {profile['cells']:.2f} (kernel "
+          f"and hidden checks), beyond them {profile['total'] - profile['cells']:.2f} = kernel start and stop "
+          f"{profile['kernel']:.2f}, nbgrader around {profile['nbgrader']:.2f}, feedback {profile['feedback']:.2f}, "
+          f"files and scores {profile['rest']:.2f}")
     for (notebooks, workers), seconds in projections(scaling["worker_seconds_per_notebook"], coordinator,
                                                      scaling["fixed_seconds"]).items():
         figures[f"projected_seconds_{notebooks}_notebooks_{workers}_workers"] = seconds
