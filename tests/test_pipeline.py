@@ -370,3 +370,29 @@ def test_new_gradebooks_are_stamped_with_the_revision_alembic_names(tmp_path):
     with Gradebook(nbgrader_api(tmp_path).coursedir.db_url) as gradebook:
         stamped = gradebook.db.execute(text("SELECT version_num FROM alembic_version")).scalar()
     assert stamped == alembic_head()
+
+
+def test_worker_templates_are_made_once_per_course_version_and_kept(tmp_path, monkeypatch):
+    """A worker's course template of a unit is kept in the user's private cache and found by later workers
+    and runs of the same course version; templates of other versions go when untouched for two weeks."""
+    from course_grading.pipeline import cluster
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    version = cluster.course_digest()
+    cluster._template.cache_clear()
+    try:
+        first = cluster._template(UNIT, version)
+        home = tmp_path / "nn-course" / "templates"
+        assert first.parent.parent == home and home.stat().st_mode & 0o777 == 0o700
+        made = (first / "gradebook.db").stat().st_mtime_ns
+        cluster._template.cache_clear()  # as a worker of a later run
+        assert cluster._template(UNIT, version) == first
+        assert (first / "gradebook.db").stat().st_mtime_ns == made, "the template was made again"
+        old, recent = home / "0123456789abcdef-nbgrader-0", home / "fedcba9876543210-nbgrader-0"
+        old.mkdir()
+        recent.mkdir()
+        os.utime(old, (0, 0))
+        cluster._template(UNIT, "f" * 64)  # another course version: made, and the old one removed
+        assert not old.exists() and recent.exists() and first.exists()
+    finally:
+        cluster._template.cache_clear()

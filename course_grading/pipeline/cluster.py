@@ -239,21 +239,56 @@ def task(out, student, unit, version, judge):
     return {"student": student, "unit": unit, "files": files, "version": version, "judge": judge}
 
 
-_SCRATCH = None  # this worker's folder of course templates, removed when the process ends
+def _templates_home():
+    """This user's folder of course templates: $XDG_CACHE_HOME/nn-course/templates (~/.cache/...), private;
+    a folder of this process's where there is no writable home (removed when the process ends)."""
+    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nn-course" / "templates"
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if home.stat().st_uid == os.getuid() and os.access(home, os.W_OK):
+            return home
+    except OSError:
+        pass
+    global _SCRATCH
+    _SCRATCH = _SCRATCH or tempfile.TemporaryDirectory(prefix="course-templates-")
+    return Path(_SCRATCH.name)
+
+
+_SCRATCH = None
+KEPT_DAYS = 14  # templates of other course versions untouched this long are removed
 
 
 @functools.lru_cache(maxsize=None)
 def _template(unit, version):
-    """A course directory holding `unit` generated into its own gradebook, made once per worker process
-    and course version (a long-lived worker whose course was updated makes it again)."""
-    global _SCRATCH
-    _SCRATCH = _SCRATCH or tempfile.TemporaryDirectory(prefix="course-worker-")
-    course = Path(_SCRATCH.name) / version[:16] / unit
-    shutil.copytree(ROOT / "source" / unit, course / "source" / unit)
-    result = nbgrader_api(course).generate_assignment(unit, force=True, create=True)
-    if not result["success"]:
-        raise RuntimeError(f"this worker could not set up {unit}: {last_line(result.get('error'))}")
+    """A course directory holding `unit` generated into its own gradebook: made once per course version,
+    nbgrader version and machine user, and kept for later workers and runs (a worker that finds none makes
+    it aside and renames it into place, so workers starting together never see half of one)."""
+    import nbgrader
+
+    home = _templates_home()
+    folder = home / f"{version[:16]}-nbgrader-{nbgrader.__version__}"
+    course = folder / unit
+    if not course.is_dir():  # renamed into place whole, or not there
+        folder.mkdir(exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f".{unit}-", dir=folder))
+        try:
+            shutil.copytree(ROOT / "source" / unit, building / "source" / unit)
+            result = nbgrader_api(building).generate_assignment(unit, force=True, create=True)
+            if not result["success"]:
+                raise RuntimeError(f"this worker could not set up {unit}: {last_line(result.get('error'))}")
+            with contextlib.suppress(OSError):  # another worker's may be in place already: theirs stays
+                os.rename(building, course)
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+        _forget_old_templates(home, keep=folder)
+    os.utime(folder)  # in use: not removed as old
     return course
+
+
+def _forget_old_templates(home, keep):
+    for other in home.iterdir():
+        if other != keep and other.is_dir() and time.time() - other.stat().st_mtime > KEPT_DAYS * 86400:
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def last_line(text):
