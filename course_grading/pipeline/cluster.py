@@ -179,22 +179,22 @@ def connecting(scheduler, jobs, log, early):
     on (a first run sets its gradebook up meanwhile); else at the first call. Closed on leaving."""
     stack = contextlib.ExitStack()
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="course-cluster")
-    started = []
+    started = None
 
-    def client():
-        if not started:
-            started.append(pool.submit(stack.enter_context, connect(scheduler, jobs, log)))
-        return started[0].result()
+    def start():
+        nonlocal started
+        started = started or pool.submit(stack.enter_context, connect(scheduler, jobs, log))
+        return started
 
     if early:
-        started.append(pool.submit(stack.enter_context, connect(scheduler, jobs, log)))
+        start()
     try:
-        yield client
+        yield lambda: start().result()
     finally:
         with ctrl_c_deferred():
             pool.shutdown(wait=True)  # a cluster still starting is started whole, then closed
             stack.close()
-        if started and isinstance(started[0].exception(), KeyboardInterrupt):  # Ctrl-C while it started
+        if started and isinstance(started.exception(), KeyboardInterrupt):  # Ctrl-C while it started
             raise KeyboardInterrupt
 
 
@@ -254,7 +254,7 @@ def _templates_home():
     return Path(_SCRATCH.name)
 
 
-_SCRATCH = None
+_SCRATCH = None  # templates of this process alone, where the user has no writable home
 KEPT_DAYS = 14  # templates of other course versions untouched this long are removed
 
 

@@ -42,6 +42,8 @@ class CachedHTMLExporter(HTMLExporter):
     """HTMLExporter that compiles nbgrader's feedback templates once per grading worker, not per notebook,
     and renders a cell's code or Markdown once per worker when it is the same as in an earlier notebook."""
 
+    _blocks = None  # while a page with nbgrader's feedback template renders: {token element: code block}
+
     def _create_environment(self):
         environment = super()._create_environment()
         environment.bytecode_cache = _TEMPLATES
@@ -70,7 +72,7 @@ class CachedHTMLExporter(HTMLExporter):
                 key = ("highlight", highlight.pygments_lexer, repr(highlight.extra_formatter_options),
                        source, language, magics)
                 code = _remembered(key, lambda: highlight(source, language, metadata))
-                if getattr(self, "_blocks", None) is None:
+                if self._blocks is None:
                     return code
                 # the block's own whitespace stays in the page, where BeautifulSoup merges it with the
                 # template's as it would around the block
