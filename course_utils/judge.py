@@ -7,12 +7,14 @@ inputs it chooses, receives plain data back (course_utils.wire), computes the re
 compares, and records the verdict where this kernel cannot reach it. Elsewhere (an instructor
 running the source notebook, CI) the grader's in-process judge, registered as the entry point
 `course_utils.hidden_checks`, runs the check here through the same requests.
-Nothing in this module knows a solution or a check.
+Nothing in this module knows a solution or a check. Loaded as an IPython extension under grading, it
+also keeps each cell's printed output to COURSE_OUTPUT_LIMIT characters inside the kernel.
 """
 import importlib
 import operator
 import os
 import socket
+import sys
 import warnings
 from importlib.metadata import entry_points
 
@@ -231,3 +233,38 @@ def _local(name, student_objects):
     except ImportError:  # an environment that lost the grader but kept its registration
         return {"passed": False, "message": "the hidden checks run only when the instructor grades"}
     return run_local(name, student_objects)
+
+
+def load_ipython_extension(shell):
+    """Under grading: a cell's stdout and stderr together keep COURSE_OUTPUT_LIMIT characters and one more
+    (which tells the grader the cell went over), cut here, so that a flood of output cannot fill the
+    kernel's memory before the grader cuts it. The cut goes on top of whatever writes the cell's output
+    (IPython 9 keeps a copy of it all for its history), from pre_execute to post_execute."""
+    limit = int(os.environ.get("COURSE_OUTPUT_LIMIT") or 0)
+    if not limit:
+        return
+    uncut = {}
+
+    def cut():
+        written = [0]
+        for stream in (sys.stdout, sys.stderr):
+            uncut[stream] = stream.write
+            stream.write = _capped(stream.write, written, limit + 1)
+
+    def restore():
+        for stream, write in uncut.items():
+            stream.write = write
+        uncut.clear()
+
+    shell.events.register("pre_execute", cut)
+    shell.events.register("post_execute", restore)
+
+
+def _capped(write, written, most):
+    def capped(text):
+        room = most - written[0]
+        if room > 0:
+            written[0] += min(len(text), room)
+            write(text[:room])
+        return len(text)
+    return capped

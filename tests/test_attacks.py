@@ -56,7 +56,7 @@ ATTACKS = {
     "processes": ("import subprocess\nprocs = []\ntry:\n    for i in range(3000):\n"
                   "        procs.append(subprocess.Popen(['sleep', '300']))\nexcept Exception as error:\n"
                   "    print(len(procs), 'processes, then', error)", False),
-    "output_flood": ("for i in range(200):\n    print('x' * 1_000_000)", False),
+    "output_flood": ("for i in range(2000):\n    print('x' * 1_000_000)", False),
     "sleep_forever": ("import time\ntime.sleep(10 ** 6)", False),
     "os_exit": ("import os\nos._exit(0)", True),
     "kill_kernel": ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", True),

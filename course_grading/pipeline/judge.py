@@ -161,7 +161,8 @@ class SandboxedKernelManager:
         command = super().format_kernel_cmd(extra_arguments)
         if os.path.exists(self.connection_file):
             os.chmod(self.connection_file, 0o644)
-        env = {"COURSE_JUDGE": self.judge_path}
+        command = [*command, *warm.KERNEL_ARGS]
+        env = {"COURSE_JUDGE": self.judge_path, "COURSE_OUTPUT_LIMIT": str(self.output_limit)}
         if not self.sandboxed:
             return ["env", *(f"{k}={v}" for k, v in env.items()), *command]
         return sandbox.command(self.folder, command, uid=self.uid, env=env, budget=self.budget)
@@ -244,6 +245,7 @@ class JudgedExecute(Execute):
                                 connection_file=str(self.folder / "kernel.json"))
         self.km.folder, self.km.uid, self.km.budget = self.folder, self.uid, self.budget
         self.km.judge_path, self.km.sandboxed = self.judge.path, self.sandboxed
+        self.km.output_limit = self.output_limit
         if self.zygote:
             self.km.zygote = self.zygote
             self.km.provisioner = warm.WarmProvisioner(kernel_id=self.km.kernel_id, parent=self.km,

@@ -26,6 +26,9 @@ from jupyter_client.provisioning import LocalProvisioner
 
 from course_grading.pipeline import sandbox
 
+# what every graded kernel loads: course_utils.judge keeps a cell's output to COURSE_OUTPUT_LIMIT characters
+KERNEL_ARGS = ["--IPKernelApp.extra_extensions=course_utils.judge"]
+
 _ZYGOTES = {}
 
 
@@ -76,12 +79,12 @@ class Zygote:
         _empty(self.folder, keep=("ipc",))
         return self.folder
 
-    def fork(self, connection_file):
+    def fork(self, connection_file, output_limit):
         """Namespace pid of a fresh kernel for `connection_file`, run in a fresh copy of the submission."""
         if self.process is None or self.process.poll() is not None:
             self.start()
         reply = self._ask(op="fork", connection_file=str(connection_file), folder=str(self.folder),
-                          workdir=sandbox.WORK)
+                          workdir=sandbox.WORK, args=KERNEL_ARGS, env={"COURSE_OUTPUT_LIMIT": str(output_limit)})
         if "error" in reply:
             self.stop()
             raise ZygoteError(reply["error"])
@@ -231,6 +234,6 @@ class WarmProvisioner(LocalProvisioner):
 
     async def launch_kernel(self, cmd, **kwargs):
         manager = self.parent
-        self.process = _Forked(manager.zygote, manager.zygote.fork(manager.connection_file))
+        self.process = _Forked(manager.zygote, manager.zygote.fork(manager.connection_file, manager.output_limit))
         self.pid, self.pgid, self.cwd = self.process.pid, None, sandbox.WORK
         return self.connection_info

@@ -107,7 +107,7 @@ def _others():
     return [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, os.getpid())]
 
 
-def _kernel(connection_file, workdir):
+def _kernel(request):
     """In the forked child: become a fresh kernel process and run ipykernel until it ends."""
     code = 1
     try:
@@ -116,11 +116,13 @@ def _kernel(connection_file, workdir):
         LIBC.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
         if TORCH_THREADS:
             sys.modules["torch"].set_num_threads(TORCH_THREADS)  # what a new process starts with
-        os.chdir(workdir)
+        os.chdir(request["workdir"])
+        os.environ.update(request["env"])
         from ipykernel import kernelapp
         # the parent to watch, as jupyter_client's JPY_PARENT_PID tells a kernel it starts (and so
         # no "`ipython kernel` entry point" banner on the grader's terminal)
-        kernelapp.launch_new_instance(["-f", connection_file, f"--IPKernelApp.parent_handle={os.getppid()}"])
+        kernelapp.launch_new_instance(["-f", request["connection_file"], *request["args"],
+                                        f"--IPKernelApp.parent_handle={os.getppid()}"])
         code = 0
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else 1
@@ -150,7 +152,7 @@ def serve(control):
             else:
                 pid = os.fork()
                 if pid == 0:
-                    _kernel(request["connection_file"], request["workdir"])
+                    _kernel(request)
                 reply = {"pid": pid}
         elif op == "poll":
             if pid not in exits:
