@@ -306,7 +306,7 @@ def grade_submission(work):
     if why_not:
         raise RuntimeError(f"this worker cannot sandbox kernels: {why_not}")
     student, unit = work["student"], work["unit"]
-    with tempfile.TemporaryDirectory(prefix="course-task-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="course-task-", dir=_worker_folder()) as scratch:
         course = Path(scratch) / "course"
         shutil.copytree(_template(unit, work["version"]), course)
         folder = course / "submitted" / student / unit
@@ -328,6 +328,18 @@ def grade_submission(work):
         outcome["incidents"] = incidents.read_text() if incidents.exists() else None
     outcome.update(seconds=time.perf_counter() - start, graded=files_digest(work["files"]), version=course_digest())
     return outcome
+
+
+def _worker_folder():
+    """The Dask worker's own folder (outside a worker, the system's temporary folder): a task's scratch
+    there goes even when the nanny kills the worker amid it, with the LocalCluster's scratch folder or when
+    Dask purges its workspace."""
+    from distributed import get_worker
+
+    try:
+        return get_worker().local_directory
+    except ValueError:
+        return None
 
 
 def _files(folder):

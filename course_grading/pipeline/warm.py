@@ -30,6 +30,7 @@ from course_grading.pipeline import sandbox
 KERNEL_ARGS = ["--IPKernelApp.extra_extensions=course_utils.judge"]
 
 _ZYGOTES = {}
+_CLOSED = False
 
 
 class ZygoteError(RuntimeError):
@@ -48,7 +49,10 @@ def zygote(uid, budget=None):
 
 
 def close_all():
-    """End every zygote this process started, and with them their sandboxes."""
+    """End every zygote this process started, and with them their sandboxes, for good: a notebook still
+    being graded then fails at once instead of starting another."""
+    global _CLOSED
+    _CLOSED = True
     for (pid, *_), each in list(_ZYGOTES.items()):
         if pid == os.getpid():
             each.close()
@@ -105,6 +109,8 @@ class Zygote:
     def start(self):
         """Start the zygote in the prepared folder (seconds: until it has imported everything)."""
         self.stop()
+        if _CLOSED:
+            raise ZygoteError("grading is stopping")
         start = time.perf_counter()
         ours, theirs = socket.socketpair()
         env = {"COURSE_JUDGE": str(self.folder / "judge.sock"), "COURSE_ZYGOTE_FD": str(theirs.fileno())}
