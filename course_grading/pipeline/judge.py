@@ -162,7 +162,7 @@ class SandboxedKernelManager:
         if os.path.exists(self.connection_file):
             os.chmod(self.connection_file, 0o644)
         command = [*command, *warm.KERNEL_ARGS]
-        env = {"COURSE_JUDGE": self.judge_path, "COURSE_OUTPUT_LIMIT": str(self.output_limit)}
+        env = {"COURSE_JUDGE": self.judge_path, **self.kernel_env}
         if not self.sandboxed:
             return ["env", *(f"{k}={v}" for k, v in env.items()), *command]
         return sandbox.command(self.folder, command, uid=self.uid, env=env, budget=self.budget)
@@ -245,7 +245,7 @@ class JudgedExecute(Execute):
                                 connection_file=str(self.folder / "kernel.json"))
         self.km.folder, self.km.uid, self.km.budget = self.folder, self.uid, self.budget
         self.km.judge_path, self.km.sandboxed = self.judge.path, self.sandboxed
-        self.km.output_limit = self.output_limit
+        self.km.kernel_env = {"COURSE_OUTPUT_LIMIT": str(self.output_limit)}  # read by course_utils.judge
         if self.zygote:
             self.km.zygote = self.zygote
             self.km.provisioner = warm.WarmProvisioner(kernel_id=self.km.kernel_id, parent=self.km,

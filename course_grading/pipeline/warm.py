@@ -83,12 +83,13 @@ class Zygote:
         _empty(self.folder, keep=("ipc",))
         return self.folder
 
-    def fork(self, connection_file, output_limit):
-        """Namespace pid of a fresh kernel for `connection_file`, run in a fresh copy of the submission."""
+    def fork(self, connection_file, env):
+        """Namespace pid of a fresh kernel for `connection_file`, with `env` added to its environment, run
+        in a fresh copy of the submission."""
         if self.process is None or self.process.poll() is not None:
             self.start()
         reply = self._ask(op="fork", connection_file=str(connection_file), folder=str(self.folder),
-                          workdir=sandbox.WORK, args=KERNEL_ARGS, env={"COURSE_OUTPUT_LIMIT": str(output_limit)})
+                          workdir=sandbox.WORK, args=KERNEL_ARGS, env=env)
         if "error" in reply:
             self.stop()
             raise ZygoteError(reply["error"])
@@ -240,6 +241,6 @@ class WarmProvisioner(LocalProvisioner):
 
     async def launch_kernel(self, cmd, **kwargs):
         manager = self.parent
-        self.process = _Forked(manager.zygote, manager.zygote.fork(manager.connection_file, manager.output_limit))
+        self.process = _Forked(manager.zygote, manager.zygote.fork(manager.connection_file, manager.kernel_env))
         self.pid, self.pgid, self.cwd = self.process.pid, None, sandbox.WORK
         return self.connection_info
